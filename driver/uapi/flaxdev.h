@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * flaxdev: a Flax model served through a character device.
+ *
+ * Clients open /dev/flax, look a model up by name (FLAX_IOC_MODEL_GET) and
+ * run it with FLAX_IOC_INFER.  Workers create a model (FLAX_IOC_MODEL_CREATE),
+ * attach to it (FLAX_IOC_WORKER_ATTACH), mmap its slot region and loop on
+ * FLAX_IOC_FETCH (which also completes the previous batch).
+ *
+ * ABI rules:
+ *  - every ioctl number encodes the size of its struct; the kernel accepts
+ *    any size from the first published version (FLAX_*_SIZE_VER0) upwards:
+ *    a shorter struct is zero-extended, a longer one must have a zero tail
+ *    (otherwise -E2BIG), as copy_struct_from_user() does;
+ *  - every reserved field, padding field and undefined flag must be zero
+ *    (otherwise -EINVAL);
+ *  - user pointers travel as __u64, floats as IEEE-754 binary32 bit
+ *    patterns in __u32 fields (no floating point in the kernel ABI);
+ *  - nothing in the shared region is ever trusted by the kernel except
+ *    payload: slot indices and sizes come from the kernel's own state.
+ *
+ * Copyright (C) 2026 The flaxdev developers
+ */
+#ifndef _UAPI_LINUX_FLAXDEV_H
+#define _UAPI_LINUX_FLAXDEV_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define FLAX_ABI_VERSION	1
+#define FLAX_DEVICE_NAME	"flax"
+
+#define FLAX_NAME_MAX		32
+#define FLAX_MAX_DIMS		6
+#define FLAX_TOPK_MAX		64
+#define FLAX_POST_CHAIN_MAX	8
+#define FLAX_MAX_WORKERS	8
+#define FLAX_REGION_MAGIC	0x464c4158	/* "FLAX" */
+
+/* Element types (struct flax_tensor_spec.dtype). */
+#define FLAX_DTYPE_UINT8	1
+#define FLAX_DTYPE_FLOAT32	2
+
+/* Preprocessing (struct flax_model_desc.pre_op). */
+#define FLAX_PRE_NONE		0	/* input copied to the slot as is */
+#define FLAX_PRE_NORMALIZE	1	/* float32 (x * scale - mean[c]) / std[c] */
+
+/*
+ * Postprocessing steps (struct flax_model_desc.post_ops[]), applied in
+ * order to the worker's float32 output; FLAX_POST_END ends the chain.  A
+ * chain ending in FLAX_POST_TOPK yields a struct flax_topk_result, any
+ * other chain a vector of float32 with the output tensor's element count.
+ */
+#define FLAX_POST_END		0
+#define FLAX_POST_SOFTMAX	1
+#define FLAX_POST_TOPK		2
+
+/**
+ * struct flax_info - device information (FLAX_IOC_INFO).
+ * @abi_version: FLAX_ABI_VERSION of the running module.
+ * @nmodels: number of models that exist now.
+ * @max_models: most models that can exist at once.
+ * @max_slots: most slots one model may have.
+ * @max_slot_bytes: largest input or output slot, in bytes.
+ * @max_workers: most workers attached to one model at once.
+ * @topk_max: largest k accepted by FLAX_POST_TOPK.
+ * @name_max: size of a model name buffer, NUL included.
+ * @features: FLAX_F_* bits this module supports.
+ */
+struct flax_info {
+	__u32 abi_version;
+	__u32 nmodels;
+	__u32 max_models;
+	__u32 max_slots;
+	__u32 max_slot_bytes;
+	__u32 max_workers;
+	__u32 topk_max;
+	__u32 name_max;
+	__u64 features;
+};
+
+#define FLAX_INFO_SIZE_VER0	40
+
+/**
+ * struct flax_tensor_spec - shape and element type of a tensor.
+ * @dtype: FLAX_DTYPE_*.
+ * @ndim: number of dimensions, 1 to FLAX_MAX_DIMS.
+ * @dims: the dimensions, each at least 1; entries past @ndim must be 0.
+ */
+struct flax_tensor_spec {
+	__u32 dtype;
+	__u32 ndim;
+	__u32 dims[FLAX_MAX_DIMS];
+};
+
+/**
+ * struct flax_model_desc - a model (FLAX_IOC_MODEL_CREATE, FLAX_IOC_MODEL_GET).
+ * @id: out: the model's id, used by every other ioctl.
+ * @flags: must be 0.
+ * @name: NUL-terminated name, 1 to FLAX_NAME_MAX - 1 characters from
+ *	[A-Za-z0-9_.-]; bytes after the NUL must be 0.  In for both ioctls.
+ * @input: what a client sends.  With FLAX_PRE_NORMALIZE the worker sees
+ *	float32 of the same shape, otherwise the client's bytes unchanged.
+ * @output: what the worker produces; dtype must be FLAX_DTYPE_FLOAT32.
+ * @pre_op: FLAX_PRE_*.
+ * @norm_count: FLAX_PRE_NORMALIZE: number of mean/std pairs: 1 (one for
+ *	all elements), the size of the last input dimension (per channel,
+ *	channel-last), or the input element count (per feature).
+ * @norm_scale: FLAX_PRE_NORMALIZE: binary32 factor applied first.
+ * @norm_mean: create: user pointer to @norm_count binary32 means; get: if
+ *	not 0, the means are written there.
+ * @norm_std: as @norm_mean, for the standard deviations (each > 0).
+ * @post_ops: FLAX_POST_* chain, FLAX_POST_END-terminated.
+ * @topk: k for FLAX_POST_TOPK, 1 to min(FLAX_TOPK_MAX, output elements).
+ * @nslots: number of job slots (0: module default).
+ * @timeout_ms: default and longest request timeout (0: module default).
+ * @result_size: out: bytes of one formatted result (FLAX_IOC_INFER).
+ * @reserved: must be 0.
+ */
+struct flax_model_desc {
+	__u32 id;
+	__u32 flags;
+	char name[FLAX_NAME_MAX];
+	struct flax_tensor_spec input;
+	struct flax_tensor_spec output;
+	__u32 pre_op;
+	__u32 norm_count;
+	__u32 norm_scale;
+	__u32 __pad0;
+	__u64 norm_mean;
+	__u64 norm_std;
+	__u8 post_ops[FLAX_POST_CHAIN_MAX];
+	__u32 topk;
+	__u32 nslots;
+	__u32 timeout_ms;
+	__u32 result_size;
+	__u32 reserved[4];
+};
+
+#define FLAX_MODEL_DESC_SIZE_VER0	176
+
+/**
+ * struct flax_model_ref - names a model by id (FLAX_IOC_MODEL_DESTROY).
+ * @model_id: the model.
+ * @flags: must be 0.
+ */
+struct flax_model_ref {
+	__u32 model_id;
+	__u32 flags;
+};
+
+#define FLAX_MODEL_REF_SIZE_VER0	8
+
+/**
+ * struct flax_region_layout - where things are in a model's slot region.
+ *
+ * The kernel writes this at offset 0 of the region and returns it from
+ * FLAX_IOC_WORKER_ATTACH.  All offsets are from the start of the mapping;
+ * the region is mapped read-write with mmap(fd, 0, @region_size).
+ *
+ * @magic: FLAX_REGION_MAGIC.
+ * @abi_version: FLAX_ABI_VERSION.
+ * @nslots: number of slots.
+ * @ring_entries: entries per worker ring, a power of two >= @nslots.
+ * @in_slot_size: stride between input slots, in bytes.
+ * @out_slot_size: stride between output slots, in bytes.
+ * @in_bytes: bytes of preprocessed input in each input slot.
+ * @out_bytes: bytes of float32 output the worker writes in each output slot.
+ * @in_offset: offset of input slot 0.
+ * @out_offset: offset of output slot 0.
+ * @rings_offset: offset of worker ring 0 (a struct flax_ring).
+ * @ring_stride: bytes between worker rings.
+ * @region_size: size of the whole region, a multiple of the page size.
+ */
+struct flax_region_layout {
+	__u32 magic;
+	__u32 abi_version;
+	__u32 nslots;
+	__u32 ring_entries;
+	__u32 in_slot_size;
+	__u32 out_slot_size;
+	__u32 in_bytes;
+	__u32 out_bytes;
+	__u64 in_offset;
+	__u64 out_offset;
+	__u64 rings_offset;
+	__u64 ring_stride;
+	__u64 region_size;
+};
+
+/**
+ * struct flax_ring_entry - one fetched job.
+ * @slot: slot index; input in input slot @slot, output goes to output slot
+ *	@slot.
+ * @tag: the job's tag, echoed back in struct flax_completion.
+ */
+struct flax_ring_entry {
+	__u32 slot;
+	__u32 tag;
+};
+
+/**
+ * struct flax_ring - a worker's ring of fetched jobs, in the shared region.
+ *
+ * Only FLAX_IOC_FETCH by the owning worker appends to it.  The kernel
+ * fills the entries, then publishes @tail with a release store; a reader
+ * loads @tail with acquire semantics before reading entries.
+ *
+ * @tail: entries produced so far (free-running; index with
+ *	tail & (ring_entries - 1)).  Written by the kernel.
+ * @head: entries the worker has consumed; the worker's to write, never
+ *	read by the kernel.
+ * @reserved: 0.
+ * @entries: ring_entries entries.
+ */
+struct flax_ring {
+	__u32 tail;
+	__u32 head;
+	__u32 reserved[2];
+	struct flax_ring_entry entries[];
+};
+
+/**
+ * struct flax_worker_attach - become a worker of a model (FLAX_IOC_WORKER_ATTACH).
+ *
+ * An fd attaches to one model, once.  The fd's jobs are requeued (or
+ * failed with -EIO after too many retries) when it is closed.
+ *
+ * @model_id: the model.
+ * @flags: must be 0.
+ * @worker: out: index of this worker's ring in the region.
+ * @__pad0: must be 0.
+ * @layout: out: the region's layout.
+ */
+struct flax_worker_attach {
+	__u32 model_id;
+	__u32 flags;
+	__u32 worker;
+	__u32 __pad0;
+	struct flax_region_layout layout;
+};
+
+#define FLAX_WORKER_ATTACH_SIZE_VER0	88
+
+/**
+ * struct flax_completion - a worker's verdict on one job.
+ * @slot: the slot, from struct flax_ring_entry.
+ * @tag: the tag, from struct flax_ring_entry.
+ * @status: 0 when the output slot holds the result, else a negative errno
+ *	(-4095 to -1) that the client receives.
+ * @reserved: must be 0.
+ */
+struct flax_completion {
+	__u32 slot;
+	__u32 tag;
+	__s32 status;
+	__u32 reserved;
+};
+
+/**
+ * struct flax_complete - complete jobs (FLAX_IOC_COMPLETE).
+ *
+ * Entries are applied in order; the first bad one (a slot this worker
+ * does not hold under that tag, a bad status, non-zero reserved) stops
+ * the call with -EINVAL, leaving that job and the ones after it as they were.
+ *
+ * @completions: user pointer to @count struct flax_completion.
+ * @count: number of entries, at most the region's nslots.
+ * @flags: must be 0.
+ * @done: out: entries applied.
+ * @reserved: must be 0.
+ */
+struct flax_complete {
+	__u64 completions;
+	__u32 count;
+	__u32 flags;
+	__u32 done;
+	__u32 reserved;
+};
+
+#define FLAX_COMPLETE_SIZE_VER0	24
+
+/**
+ * struct flax_fetch - complete a batch and fetch the next (FLAX_IOC_FETCH).
+ *
+ * First applies @ncomplete completions as FLAX_IOC_COMPLETE does.  Then
+ * waits up to @timeout_ms for a first job; once one is queued, waits
+ * until @max_jobs are queued or the oldest queued job has waited
+ * @max_wait_us, then takes up to @max_jobs jobs, oldest first, and
+ * appends them to this worker's ring.
+ *
+ * @completions: user pointer to @ncomplete struct flax_completion.
+ * @ncomplete: completions to apply first (0: none).
+ * @max_jobs: most jobs to take, 1 to the region's nslots.
+ * @max_wait_us: batching delay, at most 10 s.
+ * @timeout_ms: wait for a first job (0: forever).  On expiry the call
+ *	succeeds with @count 0.
+ * @flags: must be 0.
+ * @first: out: ring position (free-running) of the first new entry.
+ * @count: out: number of jobs fetched.
+ * @done: out: completions applied.
+ */
+struct flax_fetch {
+	__u64 completions;
+	__u32 ncomplete;
+	__u32 max_jobs;
+	__u32 max_wait_us;
+	__u32 timeout_ms;
+	__u32 flags;
+	__u32 first;
+	__u32 count;
+	__u32 done;
+};
+
+#define FLAX_FETCH_SIZE_VER0	40
+
+/**
+ * struct flax_infer - run a model on one input, synchronously (FLAX_IOC_INFER).
+ *
+ * @model_id: the model.
+ * @flags: must be 0.
+ * @input: user pointer to the input, in the model's input dtype.
+ * @output: user pointer to the result buffer.
+ * @input_size: bytes at @input; must equal the model's input size.
+ * @output_size: in: bytes available at @output; out: bytes written, or
+ *	the bytes needed when the call fails with -ENOSPC.
+ * @timeout_ms: 0 for the model's timeout; a shorter one is honoured, a
+ *	longer one is capped to the model's.
+ * @reserved: must be 0.
+ */
+struct flax_infer {
+	__u32 model_id;
+	__u32 flags;
+	__u64 input;
+	__u64 output;
+	__u32 input_size;
+	__u32 output_size;
+	__u32 timeout_ms;
+	__u32 reserved;
+};
+
+#define FLAX_INFER_SIZE_VER0	40
+
+/**
+ * struct flax_topk_entry - one class of a top-k result.
+ * @index: class index in the output tensor.
+ * @score: binary32 score (a probability after FLAX_POST_SOFTMAX).
+ */
+struct flax_topk_entry {
+	__u32 index;
+	__u32 score;
+};
+
+/**
+ * struct flax_topk_result - result of a chain ending in FLAX_POST_TOPK.
+ * @count: number of entries (the model's k), highest score first; equal
+ *	scores are ordered by ascending index.
+ * @reserved: 0.
+ * @entries: @count entries.
+ */
+struct flax_topk_result {
+	__u32 count;
+	__u32 reserved;
+	struct flax_topk_entry entries[];
+};
+
+#define FLAX_IOC_MAGIC		0xFA
+
+#define FLAX_IOC_INFO		_IOR(FLAX_IOC_MAGIC, 0x00, struct flax_info)
+#define FLAX_IOC_MODEL_CREATE	_IOWR(FLAX_IOC_MAGIC, 0x01, struct flax_model_desc)
+#define FLAX_IOC_MODEL_GET	_IOWR(FLAX_IOC_MAGIC, 0x02, struct flax_model_desc)
+#define FLAX_IOC_MODEL_DESTROY	_IOW(FLAX_IOC_MAGIC, 0x03, struct flax_model_ref)
+#define FLAX_IOC_WORKER_ATTACH	_IOWR(FLAX_IOC_MAGIC, 0x10, struct flax_worker_attach)
+#define FLAX_IOC_FETCH		_IOWR(FLAX_IOC_MAGIC, 0x11, struct flax_fetch)
+#define FLAX_IOC_COMPLETE	_IOWR(FLAX_IOC_MAGIC, 0x12, struct flax_complete)
+#define FLAX_IOC_INFER		_IOWR(FLAX_IOC_MAGIC, 0x20, struct flax_infer)
+
+#endif /* _UAPI_LINUX_FLAXDEV_H */
