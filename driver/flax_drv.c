@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * flaxdev: Flax models served through a character device.
+ *
+ * /dev/flax is a misc device.  A worker creates a model, attaches to it,
+ * maps its slot region and loops on FLAX_IOC_FETCH; clients run the model
+ * with FLAX_IOC_INFER.  The ABI is driver/uapi/flaxdev.h, the design
+ * docs/design.md.  A minimal worker:
+ *
+ *	fd = open("/dev/flax", O_RDWR);
+ *	ioctl(fd, FLAX_IOC_MODEL_CREATE, &desc);
+ *	att.model_id = desc.id;
+ *	ioctl(fd, FLAX_IOC_WORKER_ATTACH, &att);
+ *	region = mmap(NULL, att.layout.region_size, PROT_READ | PROT_WRITE,
+ *		      MAP_SHARED, fd, 0);
+ *	for (;;) {
+ *		ioctl(fd, FLAX_IOC_FETCH, &fetch);	// completes, then fetches
+ *		// ring entries fetch.first .. fetch.first + fetch.count - 1
+ *	}
+ *
+ * This file holds the module parameters, the misc device and the ioctl
+ * dispatch; flax_model.c the models, flax_job.c the job path.
+ *
+ * Copyright (C) 2026 The flaxdev developers
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/build_bug.h>
+#include <linux/fs.h>
+#include <linux/log2.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/sizes.h>
+#include <linux/uaccess.h>
+
+#include "flax_drv.h"
+#include "flax_job.h"
+#include "flax_model.h"
+#include "uapi/flaxdev.h"
+
+/* Hard limits on the module parameters. */
+#define FLAX_MAX_MODELS_LIMIT		1024
+#define FLAX_MAX_SLOTS_LIMIT		4096
+#define FLAX_MAX_SLOT_BYTES_MIN		64
+#define FLAX_MAX_SLOT_BYTES_LIMIT	SZ_64M
+#define FLAX_MAX_RETRIES_LIMIT		16
+
+unsigned int flax_max_models = 16;
+module_param_named(max_models, flax_max_models, uint, 0444);
+MODULE_PARM_DESC(max_models, "Most models that can exist at once (1-1024, default 16)");
+
+unsigned int flax_max_slots = 256;
+module_param_named(max_slots, flax_max_slots, uint, 0444);
+MODULE_PARM_DESC(max_slots, "Most job slots per model (1-4096, default 256)");
+
+unsigned int flax_max_slot_bytes = SZ_4M;
+module_param_named(max_slot_bytes, flax_max_slot_bytes, uint, 0444);
+MODULE_PARM_DESC(max_slot_bytes,
+		 "Largest input or output slot in bytes (64-64M, default 4M)");
+
+unsigned int flax_timeout_ms = 5000;
+module_param_named(timeout_ms, flax_timeout_ms, uint, 0444);
+MODULE_PARM_DESC(timeout_ms,
+		 "Request timeout of a model created without one, in ms (default 5000)");
+
+unsigned int flax_nslots = 64;
+module_param_named(nslots, flax_nslots, uint, 0444);
+MODULE_PARM_DESC(nslots,
+		 "Slots of a model created without a count (1-max_slots, default 64)");
+
+unsigned int flax_max_retries = 1;
+module_param_named(max_retries, flax_max_retries, uint, 0444);
+MODULE_PARM_DESC(max_retries,
+		 "Requeues of a job whose worker went away before it fails with EIO (0-16, default 1)");
+
+/**
+ * flax_copy_struct_to_user() - copy an extensible struct out to user space.
+ * @dst: user destination.
+ * @usize: size of the user's struct (from the ioctl number).
+ * @src: kernel source.
+ * @ksize: size of the kernel's struct.
+ *
+ * The counterpart of copy_struct_from_user(): copies min(@usize, @ksize)
+ * bytes and clears the rest of a larger user struct, so an older caller
+ * gets the fields it knows and a newer one zeroes for the fields this
+ * module does not know.
+ *
+ * Return: 0 or -EFAULT.
+ */
+int flax_copy_struct_to_user(void __user *dst, size_t usize,
+			     const void *src, size_t ksize)
+{
+	size_t size = min(usize, ksize);
+
+	if (copy_to_user(dst, src, size))
+		return -EFAULT;
+	if (usize > ksize && clear_user(dst + size, usize - size))
+		return -EFAULT;
+	return 0;
+}
+
+static int flax_ioctl_info(struct file *file, void __user *argp,
+			   unsigned int usize)
+{
+	struct flax_info info = {
+		.abi_version = FLAX_ABI_VERSION,
+		.nmodels = flax_models_count(),
+		.max_models = flax_max_models,
+		.max_slots = flax_max_slots,
+		.max_slot_bytes = flax_max_slot_bytes,
+		.max_workers = FLAX_MAX_WORKERS,
+		.topk_max = FLAX_TOPK_MAX,
+		.name_max = FLAX_NAME_MAX,
+		.features = 0,
+	};
+
+	return flax_copy_struct_to_user(argp, usize, &info, sizeof(info));
+}
+
+static int flax_ioctl_create(struct file *file, void __user *argp,
+			     unsigned int usize)
+{
+	return flax_ioctl_model_create(argp, usize);
+}
+
+static int flax_ioctl_get(struct file *file, void __user *argp,
+			  unsigned int usize)
+{
+	return flax_ioctl_model_get(argp, usize);
+}
+
+static int flax_ioctl_destroy(struct file *file, void __user *argp,
+			      unsigned int usize)
+{
+	return flax_ioctl_model_destroy(argp, usize);
+}
+
+static int flax_ioctl_run(struct file *file, void __user *argp,
+			  unsigned int usize)
+{
+	return flax_ioctl_infer(argp, usize);
+}
+
+/**
+ * struct flax_ioctl_desc - one ioctl.
+ * @cmd: the command as published (its size is the current struct size).
+ * @size_ver0: smallest struct size accepted.
+ * @fn: the handler; gets the struct size the caller encoded in its
+ *	command, at least @size_ver0.
+ */
+struct flax_ioctl_desc {
+	unsigned int cmd;
+	unsigned int size_ver0;
+	int (*fn)(struct file *file, void __user *argp, unsigned int usize);
+};
+
+static const struct flax_ioctl_desc flax_ioctls[] = {
+	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, flax_ioctl_info },
+	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_create },
+	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_get },
+	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0, flax_ioctl_destroy },
+	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0,
+	  flax_ioctl_worker_attach },
+	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, flax_ioctl_fetch },
+	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, flax_ioctl_complete },
+	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, flax_ioctl_run },
+};
+
+/*
+ * Dispatch on the command's number: its size field is the caller's struct
+ * size, which may differ from ours in either direction.
+ */
+static long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	unsigned int usize = _IOC_SIZE(cmd);
+	const struct flax_ioctl_desc *desc;
+	size_t i;
+
+	if (_IOC_TYPE(cmd) != FLAX_IOC_MAGIC)
+		return -ENOTTY;
+	for (i = 0; i < ARRAY_SIZE(flax_ioctls); i++) {
+		desc = &flax_ioctls[i];
+		if (_IOC_NR(cmd) != _IOC_NR(desc->cmd))
+			continue;
+		if (_IOC_DIR(cmd) != _IOC_DIR(desc->cmd))
+			return -ENOTTY;
+		if (usize < desc->size_ver0)
+			return -EINVAL;
+		return desc->fn(file, (void __user *)arg, usize);
+	}
+	return -ENOTTY;
+}
+
+static int flax_open(struct inode *inode, struct file *file)
+{
+	/*
+	 * misc_open() left the miscdevice here; private_data is the fd's
+	 * worker from FLAX_IOC_WORKER_ATTACH on, NULL until then.
+	 */
+	file->private_data = NULL;
+	return nonseekable_open(inode, file);
+}
+
+static int flax_release(struct inode *inode, struct file *file)
+{
+	flax_worker_release(file);
+	return 0;
+}
+
+static const struct file_operations flax_fops = {
+	.owner		= THIS_MODULE,
+	.open		= flax_open,
+	.release	= flax_release,
+	.unlocked_ioctl	= flax_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.mmap		= flax_worker_mmap,
+};
+
+static struct miscdevice flax_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= FLAX_DEVICE_NAME,
+	.fops	= &flax_fops,
+	.mode	= 0666,
+};
+
+static int __init flax_check_params(void)
+{
+	if (!flax_max_models || flax_max_models > FLAX_MAX_MODELS_LIMIT) {
+		pr_err("max_models must be 1 to %u\n", FLAX_MAX_MODELS_LIMIT);
+		return -EINVAL;
+	}
+	if (!flax_max_slots || flax_max_slots > FLAX_MAX_SLOTS_LIMIT) {
+		pr_err("max_slots must be 1 to %u\n", FLAX_MAX_SLOTS_LIMIT);
+		return -EINVAL;
+	}
+	if (flax_max_slot_bytes < FLAX_MAX_SLOT_BYTES_MIN ||
+	    flax_max_slot_bytes > FLAX_MAX_SLOT_BYTES_LIMIT) {
+		pr_err("max_slot_bytes must be %u to %u\n",
+		       FLAX_MAX_SLOT_BYTES_MIN, FLAX_MAX_SLOT_BYTES_LIMIT);
+		return -EINVAL;
+	}
+	if (!flax_timeout_ms) {
+		pr_err("timeout_ms must not be 0\n");
+		return -EINVAL;
+	}
+	if (!flax_nslots || flax_nslots > flax_max_slots) {
+		pr_err("nslots must be 1 to max_slots (%u)\n", flax_max_slots);
+		return -EINVAL;
+	}
+	if (flax_max_retries > FLAX_MAX_RETRIES_LIMIT) {
+		pr_err("max_retries must be 0 to %u\n", FLAX_MAX_RETRIES_LIMIT);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int __init flax_init(void)
+{
+	int ret;
+
+	/* The ABI: every struct is as long as its first published version. */
+	BUILD_BUG_ON(sizeof(struct flax_info) != FLAX_INFO_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_model_desc) != FLAX_MODEL_DESC_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
+		     FLAX_WORKER_ATTACH_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_fetch) != FLAX_FETCH_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_complete) != FLAX_COMPLETE_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_infer) != FLAX_INFER_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_completion) != 16);
+	BUILD_BUG_ON(sizeof(struct flax_ring) != 16);
+	BUILD_BUG_ON(sizeof(struct flax_ring_entry) != 8);
+	BUILD_BUG_ON(sizeof(struct flax_topk_result) != 8);
+	BUILD_BUG_ON(sizeof(struct flax_topk_entry) != 8);
+	BUILD_BUG_ON(!is_power_of_2(FLAX_REGION_ALIGN));
+
+	ret = flax_check_params();
+	if (ret)
+		return ret;
+
+	ret = misc_register(&flax_misc);
+	if (ret) {
+		pr_err("cannot register /dev/%s: %d\n", FLAX_DEVICE_NAME, ret);
+		return ret;
+	}
+
+	ret = flax_models_init(&flax_misc.this_device->kobj);
+	if (ret)
+		goto err_deregister;
+
+	return 0;
+
+err_deregister:
+	misc_deregister(&flax_misc);
+	return ret;
+}
+module_init(flax_init);
+
+static void __exit flax_exit(void)
+{
+	/* No fd is open (.owner), so only the registry holds models. */
+	flax_models_exit();
+	misc_deregister(&flax_misc);
+}
+module_exit(flax_exit);
+
+MODULE_DESCRIPTION("Flax models served through a character device");
+MODULE_AUTHOR("The flaxdev developers");
+MODULE_LICENSE("GPL");
+MODULE_VERSION("0.1");

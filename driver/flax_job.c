@@ -1,0 +1,894 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * flaxdev jobs: the slot state machine of docs/design.md, the client side
+ * (FLAX_IOC_INFER) and the worker side (FLAX_IOC_WORKER_ATTACH,
+ * FLAX_IOC_FETCH, FLAX_IOC_COMPLETE, mmap and release).
+ *
+ * A slot is a job: a client claims a free slot, fills its input slot,
+ * queues it and sleeps on it; a worker fetches it into its ring and
+ * completes it; the client takes the result and frees the slot.  Nothing
+ * the kernel acts on is read from the shared region: slot numbers and
+ * tags in completions are checked against the kernel's own state, and
+ * sizes are the model's.
+ *
+ * Copyright (C) 2026 The flaxdev developers
+ */
+
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/err.h>
+#include <linux/errno.h>
+#include <linux/fs.h>
+#include <linux/hrtimer.h>
+#include <linux/jiffies.h>
+#include <linux/ktime.h>
+#include <linux/mm.h>
+#include <linux/nospec.h>
+#include <linux/overflow.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/version.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+
+#include "flax_drv.h"
+#include "flax_job.h"
+#include "flax_model.h"
+#include "flax_ops.h"
+
+/**
+ * struct flax_worker - an fd attached to a model with WORKER_ATTACH.
+ * @model: the model; the worker holds a reference to it.
+ * @ring: this worker's ring in the region.
+ * @held: FETCHED and ABANDONED slots, in fetch order; under model->lock.
+ * @index: index of @ring; immutable.
+ * @tail: the ring's tail; under model->lock.  The kernel's own copy: the
+ *	one in the region is written, never read back.
+ */
+struct flax_worker {
+	struct flax_model *model;
+	struct flax_ring *ring;
+	struct list_head held;
+	u32 index;
+	u32 tail;
+};
+
+/* Completions copied from user space at a time. */
+#define FLAX_COMPLETE_BATCH	16
+
+/*
+ * Statuses in the kernel-internal errno range (-ERESTARTSYS and below,
+ * include/linux/errno.h) must not reach user space: a restart code would
+ * restart the client's syscall.  They are reported as -EIO.
+ */
+#define FLAX_STATUS_INTERNAL	(-ERESTARTSYS)
+
+static struct flax_worker *flax_file_worker(struct file *file)
+{
+	/* Pairs with the cmpxchg() in flax_ioctl_worker_attach(). */
+	return smp_load_acquire(&file->private_data);
+}
+
+static long flax_jiffies_left(unsigned long deadline)
+{
+	long left = (long)(deadline - jiffies);
+
+	return left > 0 ? left : 0;
+}
+
+/* Slot transitions; all under model->lock. */
+
+static void flax_slot_free(struct flax_model *model, struct flax_slot *slot)
+{
+	lockdep_assert_held(&model->lock);
+
+	slot->owner = NULL;
+	slot->state = FLAX_SLOT_FREE;
+	list_add(&slot->node, &model->free);
+	wake_up(&model->slot_wait);
+}
+
+static void flax_slot_done(struct flax_model *model, struct flax_slot *slot,
+			   int status)
+{
+	lockdep_assert_held(&model->lock);
+
+	slot->owner = NULL;
+	slot->status = status;
+	/* Read locklessly by the client's wait condition. */
+	WRITE_ONCE(slot->state, FLAX_SLOT_DONE);
+	wake_up(&slot->wait);
+}
+
+/**
+ * flax_model_kill() - mark a model dead and fail its jobs.
+ * @model: a model just taken out of the registry.
+ *
+ * Queued and fetched jobs complete with -ENODEV, abandoned ones are freed,
+ * clients waiting for a slot and workers waiting for jobs are woken.  A
+ * client still filling its slot sees the model dead when it queues.
+ */
+void flax_model_kill(struct flax_model *model)
+{
+	u32 i;
+
+	spin_lock(&model->lock);
+	/* Also read locklessly, as a wake-up condition. */
+	WRITE_ONCE(model->dead, true);
+	for (i = 0; i < model->layout.nslots; i++) {
+		struct flax_slot *slot = &model->slots[i];
+
+		switch (slot->state) {
+		case FLAX_SLOT_QUEUED:
+			list_del_init(&slot->node);
+			model->nqueued--;
+			flax_slot_done(model, slot, -ENODEV);
+			break;
+		case FLAX_SLOT_FETCHED:
+			list_del_init(&slot->node);
+			flax_slot_done(model, slot, -ENODEV);
+			break;
+		case FLAX_SLOT_ABANDONED:
+			list_del_init(&slot->node);
+			flax_slot_free(model, slot);
+			break;
+		default:
+			break;
+		}
+	}
+	spin_unlock(&model->lock);
+
+	wake_up_all(&model->slot_wait);
+	wake_up_all(&model->job_wait);
+}
+
+/* Client side. */
+
+/* Wait condition: true once a slot is claimed or the model is dead. */
+static bool flax_slot_try_claim(struct flax_model *model,
+				struct flax_slot **slotp)
+{
+	struct flax_slot *slot;
+	bool ret = true;
+
+	spin_lock(&model->lock);
+	if (model->dead)
+		goto out_unlock;
+	slot = list_first_entry_or_null(&model->free, struct flax_slot, node);
+	if (!slot) {
+		ret = false;
+		goto out_unlock;
+	}
+	list_del_init(&slot->node);
+	slot->state = FLAX_SLOT_CLAIMED;
+	slot->tag++;
+	slot->retries = 0;
+	slot->status = 0;
+	*slotp = slot;
+out_unlock:
+	spin_unlock(&model->lock);
+	return ret;
+}
+
+static int flax_slot_claim(struct flax_model *model, unsigned long deadline,
+			   struct flax_slot **slotp)
+{
+	long ret;
+
+	*slotp = NULL;
+	ret = wait_event_interruptible_timeout(model->slot_wait,
+					       flax_slot_try_claim(model, slotp),
+					       flax_jiffies_left(deadline));
+	if (ret < 0)
+		return -EINTR;
+	if (!ret)
+		return -ETIMEDOUT;
+	return *slotp ? 0 : -ENODEV;
+}
+
+static void flax_slot_put(struct flax_model *model, struct flax_slot *slot)
+{
+	spin_lock(&model->lock);
+	flax_slot_free(model, slot);
+	spin_unlock(&model->lock);
+}
+
+/*
+ * FLAX_PRE_NORMALIZE in place, FLAX_FPU_CHUNK elements per FPU section.
+ * The chunks go from the end: widening uint8 to float32 writes float i
+ * over the input bytes 4i to 4i + 3, which belong to elements at or after
+ * i, so every element must be read before anything below it is written.
+ * flax_normalize() runs backwards inside a chunk for the same reason.
+ */
+static int flax_preprocess(const struct flax_model *model, void *buf)
+{
+	u32 dtype = model->desc.input.dtype;
+	u32 esize = dtype == FLAX_DTYPE_UINT8 ? 1 : sizeof(u32);
+	u32 end = model->in_elems;
+	int ret = 0;
+
+	while (end && !ret) {
+		u32 n = (end - 1) % FLAX_FPU_CHUNK + 1;
+		u32 first = end - n;
+
+		flax_fpu_begin();
+		ret = flax_normalize(buf + (size_t)first * sizeof(u32),
+				     buf + (size_t)first * esize, dtype, first, n,
+				     &model->norm);
+		flax_fpu_end();
+		end = first;
+	}
+	return ret;
+}
+
+/* Copies the input in and preprocesses it; no FPU during the user copy. */
+static int flax_slot_fill(struct flax_model *model, struct flax_slot *slot,
+			  const void __user *input)
+{
+	void *buf = flax_in_slot(model, slot->index);
+
+	if (copy_from_user(buf, input, model->in_user_bytes))
+		return -EFAULT;
+	if (model->desc.pre_op == FLAX_PRE_NORMALIZE)
+		return flax_preprocess(model, buf);
+	return 0;
+}
+
+static int flax_slot_queue(struct flax_model *model, struct flax_slot *slot)
+{
+	spin_lock(&model->lock);
+	if (model->dead) {
+		flax_slot_free(model, slot);
+		spin_unlock(&model->lock);
+		return -ENODEV;
+	}
+	slot->state = FLAX_SLOT_QUEUED;
+	slot->enqueued = ktime_get();
+	list_add_tail(&slot->node, &model->queue);
+	model->nqueued++;
+	spin_unlock(&model->lock);
+
+	wake_up(&model->job_wait);
+	return 0;
+}
+
+/* The client's wait condition, read without the lock. */
+static bool flax_slot_is_done(const struct flax_slot *slot)
+{
+	return READ_ONCE(slot->state) == FLAX_SLOT_DONE;
+}
+
+/*
+ * Waits for the job's result.  Returns the job's status, the slot DONE
+ * and still the caller's when it is 0; otherwise the slot is no longer
+ * the caller's: freed, or left to its worker as ABANDONED.
+ */
+static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
+			  unsigned long deadline)
+{
+	long left;
+	int ret;
+
+	left = wait_event_interruptible_timeout(slot->wait, flax_slot_is_done(slot),
+						flax_jiffies_left(deadline));
+
+	spin_lock(&model->lock);
+	switch (slot->state) {
+	case FLAX_SLOT_DONE:
+		/* A result that raced with the timeout or signal is taken. */
+		ret = slot->status;
+		if (ret)
+			flax_slot_free(model, slot);
+		break;
+	case FLAX_SLOT_QUEUED:
+		list_del_init(&slot->node);
+		model->nqueued--;
+		flax_slot_free(model, slot);
+		ret = left < 0 ? -EINTR : -ETIMEDOUT;
+		break;
+	case FLAX_SLOT_FETCHED:
+		/* The worker is using the slot: it frees it when it is done. */
+		slot->state = FLAX_SLOT_ABANDONED;
+		ret = left < 0 ? -EINTR : -ETIMEDOUT;
+		break;
+	default:
+		WARN_ONCE(1, "slot %u in state %d\n", slot->index, slot->state);
+		ret = -EIO;
+		break;
+	}
+	spin_unlock(&model->lock);
+
+	if (ret <= FLAX_STATUS_INTERNAL)
+		ret = -EIO;
+	return ret;
+}
+
+/*
+ * Copies the output slot of a DONE slot out, frees the slot and returns
+ * the formatted result: straight from the slot when there is nothing to
+ * postprocess, else from @buf (out_bytes, then the top-k result).
+ */
+static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
+			    void *buf, void __user *output)
+{
+	const void *out = flax_out_slot(model, slot->index);
+	u32 out_bytes = model->layout.out_bytes;
+	struct flax_topk_result *res;
+	u32 k = model->desc.topk;
+	int ret = 0;
+
+	if (!flax_model_has_post(model)) {
+		/* Payload only: a worker changing it under us harms no one. */
+		if (copy_to_user(output, out, out_bytes))
+			ret = -EFAULT;
+		flax_slot_put(model, slot);
+		return ret;
+	}
+
+	memcpy(buf, out, out_bytes);
+	flax_slot_put(model, slot);
+
+	/* The softmax needs the whole vector: one FPU section. */
+	if (model->desc.post_ops[0] == FLAX_POST_SOFTMAX) {
+		flax_fpu_begin();
+		flax_softmax(buf, model->out_elems);
+		flax_fpu_end();
+	}
+	if (!k)
+		return copy_to_user(output, buf, out_bytes) ? -EFAULT : 0;
+
+	res = buf + ALIGN(out_bytes, sizeof(u64));
+	res->count = k;
+	res->reserved = 0;
+	flax_fpu_begin();
+	flax_topk(buf, model->out_elems, k, res->entries);
+	flax_fpu_end();
+	return copy_to_user(output, res, model->desc.result_size) ? -EFAULT : 0;
+}
+
+static int flax_infer(struct flax_model *model, struct flax_infer *req)
+{
+	u32 timeout_ms = model->desc.timeout_ms;
+	struct flax_slot *slot;
+	unsigned long deadline;
+	void *buf = NULL;
+	int ret;
+
+	if (req->timeout_ms && req->timeout_ms < timeout_ms)
+		timeout_ms = req->timeout_ms;
+	deadline = jiffies + msecs_to_jiffies(timeout_ms);
+
+	if (flax_model_has_post(model)) {
+		buf = kvmalloc(ALIGN(model->layout.out_bytes, sizeof(u64)) +
+			       model->desc.result_size, GFP_KERNEL);
+		if (!buf)
+			return -ENOMEM;
+	}
+
+	ret = flax_slot_claim(model, deadline, &slot);
+	if (ret)
+		goto out_free;
+
+	ret = flax_slot_fill(model, slot, u64_to_user_ptr(req->input));
+	if (ret) {
+		flax_slot_put(model, slot);
+		goto out_free;
+	}
+
+	ret = flax_slot_queue(model, slot);
+	if (ret)
+		goto out_free;
+
+	ret = flax_slot_wait(model, slot, deadline);
+	if (ret)
+		goto out_free;
+
+	ret = flax_slot_result(model, slot, buf, u64_to_user_ptr(req->output));
+	req->output_size = model->desc.result_size;
+out_free:
+	kvfree(buf);
+	return ret;
+}
+
+/**
+ * flax_ioctl_infer() - FLAX_IOC_INFER.
+ * @argp: user struct flax_infer.
+ * @usize: its size.
+ *
+ * Return: 0 with the result at @output; -ENOENT for an unknown model,
+ * -EINVAL for a bad request, -ENOSPC (and the size needed in output_size)
+ * for a short output buffer, -ETIMEDOUT, -EINTR on a signal, -ENODEV if
+ * the model was destroyed, the worker's status or -EIO if the job's
+ * workers kept going away, -EFAULT, -E2BIG or -ENOMEM.
+ */
+int flax_ioctl_infer(void __user *argp, unsigned int usize)
+{
+	struct flax_model *model;
+	struct flax_infer req;
+	int ret;
+
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	if (req.flags || req.reserved)
+		return -EINVAL;
+
+	model = flax_model_get(req.model_id);
+	if (!model)
+		return -ENOENT;
+
+	if (req.input_size != model->in_user_bytes) {
+		ret = -EINVAL;
+		goto out_put;
+	}
+	if (req.output_size < model->desc.result_size) {
+		req.output_size = model->desc.result_size;
+		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req)) ?:
+		      -ENOSPC;
+		goto out_put;
+	}
+
+	atomic64_inc(&model->requests);
+	ret = flax_infer(model, &req);
+	if (!ret)
+		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+
+	if (!ret)
+		atomic64_inc(&model->completed);
+	else if (ret == -ETIMEDOUT)
+		atomic64_inc(&model->timeouts);
+	else
+		atomic64_inc(&model->errors);
+out_put:
+	flax_model_put(model);
+	return ret;
+}
+
+/* Worker side. */
+
+/*
+ * Detaches a worker: its fetched jobs are requeued at the front of the
+ * queue, oldest first, with a new tag (or fail with -EIO once they have
+ * been requeued max_retries times), its abandoned jobs are freed.
+ */
+static void flax_worker_release_one(struct flax_worker *worker)
+{
+	struct flax_model *model = worker->model;
+	struct flax_slot *slot, *tmp;
+	LIST_HEAD(requeue);
+	bool wake = false;
+
+	spin_lock(&model->lock);
+	list_for_each_entry_safe(slot, tmp, &worker->held, node) {
+		list_del_init(&slot->node);
+		if (slot->state == FLAX_SLOT_ABANDONED) {
+			flax_slot_free(model, slot);
+		} else if (slot->retries < flax_max_retries) {
+			slot->retries++;
+			slot->tag++;
+			slot->owner = NULL;
+			slot->state = FLAX_SLOT_QUEUED;
+			list_add_tail(&slot->node, &requeue);
+			model->nqueued++;
+			wake = true;
+		} else {
+			flax_slot_done(model, slot, -EIO);
+		}
+	}
+	list_splice(&requeue, &model->queue);
+	model->workers[worker->index] = NULL;
+	model->nworkers--;
+	spin_unlock(&model->lock);
+
+	if (wake)
+		wake_up(&model->job_wait);
+	flax_model_put(model);
+	kfree(worker);
+}
+
+/**
+ * flax_ioctl_worker_attach() - FLAX_IOC_WORKER_ATTACH.
+ * @file: the fd that becomes a worker.
+ * @argp: user struct flax_worker_attach.
+ * @usize: its size.
+ *
+ * Return: 0 with the ring index and region layout filled in, -ENOENT for
+ * an unknown model, -EBUSY when FLAX_MAX_WORKERS are attached, -EINVAL
+ * if the fd is already a worker, -EFAULT, -E2BIG or -ENOMEM.
+ */
+int flax_ioctl_worker_attach(struct file *file, void __user *argp,
+			     unsigned int usize)
+{
+	struct flax_worker_attach req;
+	struct flax_worker *worker;
+	struct flax_model *model;
+	struct flax_ring *ring;
+	u32 index;
+	int ret;
+
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	if (req.flags || req.__pad0)
+		return -EINVAL;
+	if (flax_file_worker(file))
+		return -EINVAL;
+
+	model = flax_model_get(req.model_id);
+	if (!model)
+		return -ENOENT;
+
+	worker = kzalloc(sizeof(*worker), GFP_KERNEL);
+	if (!worker) {
+		ret = -ENOMEM;
+		goto err_put;
+	}
+	worker->model = model;
+	INIT_LIST_HEAD(&worker->held);
+
+	spin_lock(&model->lock);
+	if (model->dead) {
+		ret = -ENODEV;
+		goto err_unlock;
+	}
+	for (index = 0; index < FLAX_MAX_WORKERS; index++) {
+		if (!model->workers[index])
+			break;
+	}
+	if (index == FLAX_MAX_WORKERS) {
+		ret = -EBUSY;
+		goto err_unlock;
+	}
+	/*
+	 * The previous owner of the ring is gone: its file, which every
+	 * mapping of the region pins, has been released.
+	 */
+	ring = flax_ring(model, index);
+	memset(ring, 0, model->layout.ring_stride);
+	worker->ring = ring;
+	worker->index = index;
+	model->workers[index] = worker;
+	model->nworkers++;
+	spin_unlock(&model->lock);
+
+	/*
+	 * One model per fd, set once.  The full barrier of cmpxchg() orders
+	 * the worker's initialisation before its publication.
+	 */
+	if (cmpxchg(&file->private_data, NULL, worker)) {
+		flax_worker_release_one(worker);
+		return -EINVAL;
+	}
+
+	req.worker = index;
+	req.layout = model->layout;
+	return flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+
+err_unlock:
+	spin_unlock(&model->lock);
+	kfree(worker);
+err_put:
+	flax_model_put(model);
+	return ret;
+}
+
+/* Applies one completion; -EINVAL leaves the slot as it was. */
+static int flax_complete_one(struct flax_worker *worker,
+			     const struct flax_completion *c)
+{
+	struct flax_model *model = worker->model;
+	struct flax_slot *slot;
+	u32 index;
+
+	lockdep_assert_held(&model->lock);
+
+	if (model->dead)
+		return -ENODEV;
+	if (c->reserved || c->status > 0 || c->status < -MAX_ERRNO ||
+	    c->slot >= model->layout.nslots)
+		return -EINVAL;
+	index = array_index_nospec(c->slot, model->layout.nslots);
+	slot = &model->slots[index];
+	/* Only FETCHED and ABANDONED slots have an owner. */
+	if (slot->owner != worker || slot->tag != c->tag) {
+		pr_debug("model %u: slot %u tag %u rejected: state %d tag %u%s\n",
+			 model->id, index, c->tag, slot->state, slot->tag,
+			 slot->owner == worker ? "" : ", not this worker's");
+		return -EINVAL;
+	}
+
+	list_del_init(&slot->node);
+	if (slot->state == FLAX_SLOT_ABANDONED)
+		flax_slot_free(model, slot);
+	else
+		flax_slot_done(model, slot, c->status);
+	return 0;
+}
+
+/*
+ * Applies @count completions from @uc, in order, stopping at the first bad
+ * one; *@done counts those applied.  The array is copied in small batches,
+ * each applied under one hold of the lock.
+ */
+static int flax_complete_jobs(struct flax_worker *worker,
+			      const struct flax_completion __user *uc,
+			      u32 count, u32 *done)
+{
+	struct flax_completion c[FLAX_COMPLETE_BATCH];
+	struct flax_model *model = worker->model;
+	int ret = 0;
+	u32 i, n;
+
+	while (*done < count && !ret) {
+		n = min_t(u32, count - *done, FLAX_COMPLETE_BATCH);
+		if (copy_from_user(c, uc + *done, n * sizeof(*c)))
+			return -EFAULT;
+
+		spin_lock(&model->lock);
+		for (i = 0; i < n; i++) {
+			ret = flax_complete_one(worker, &c[i]);
+			if (ret)
+				break;
+			(*done)++;
+		}
+		spin_unlock(&model->lock);
+	}
+	return ret;
+}
+
+/**
+ * flax_ioctl_complete() - FLAX_IOC_COMPLETE.
+ * @file: a worker fd.
+ * @argp: user struct flax_complete.
+ * @usize: its size.
+ *
+ * @done is written back even when the call fails.
+ *
+ * Return: 0, -EINVAL at the first bad completion, -ENXIO if the fd is not
+ * a worker, -ENODEV if the model was destroyed, -EFAULT or -E2BIG.
+ */
+int flax_ioctl_complete(struct file *file, void __user *argp,
+			unsigned int usize)
+{
+	struct flax_worker *worker = flax_file_worker(file);
+	struct flax_complete req;
+	int ret, ret2;
+
+	if (!worker)
+		return -ENXIO;
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	if (req.flags || req.reserved ||
+	    req.count > worker->model->layout.nslots)
+		return -EINVAL;
+
+	req.done = 0;
+	ret = flax_complete_jobs(worker, u64_to_user_ptr(req.completions),
+				 req.count, &req.done);
+	ret2 = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+	return ret ?: ret2;
+}
+
+/* Moves up to max_jobs queued jobs to the worker's ring. */
+static void flax_fetch_take(struct flax_worker *worker, struct flax_fetch *req)
+{
+	struct flax_model *model = worker->model;
+	u32 mask = model->layout.ring_entries - 1;
+	struct flax_ring *ring = worker->ring;
+	u32 tail = worker->tail;
+
+	lockdep_assert_held(&model->lock);
+
+	req->first = tail;
+	while (req->count < req->max_jobs && !list_empty(&model->queue)) {
+		struct flax_slot *slot = list_first_entry(&model->queue,
+							  struct flax_slot, node);
+		struct flax_ring_entry *entry = &ring->entries[tail & mask];
+
+		list_move_tail(&slot->node, &worker->held);
+		model->nqueued--;
+		slot->state = FLAX_SLOT_FETCHED;
+		slot->owner = worker;
+		WRITE_ONCE(entry->slot, slot->index);
+		WRITE_ONCE(entry->tag, slot->tag);
+		tail++;
+		req->count++;
+	}
+
+	/*
+	 * Publish the entries: they must be visible before the new tail.
+	 * Pairs with the worker's load-acquire of ring->tail.
+	 */
+	smp_store_release(&ring->tail, tail);
+	WRITE_ONCE(worker->tail, tail);
+}
+
+/* A worker's wait condition, read without the lock. */
+static bool flax_fetch_cond(const struct flax_model *model, u32 want)
+{
+	return READ_ONCE(model->nqueued) >= want || READ_ONCE(model->dead);
+}
+
+/*
+ * Waits up to timeout_ms (0: forever) for a first job, then up to the
+ * oldest job's enqueue time + max_wait_us for max_jobs jobs, and takes
+ * what is queued.  Returns 0 with req->count 0 when no job came.
+ */
+static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
+{
+	unsigned long deadline = jiffies + msecs_to_jiffies(req->timeout_ms);
+	struct flax_model *model = worker->model;
+	u32 max_jobs = req->max_jobs;
+	ktime_t batch_end = 0;
+	u32 nqueued;
+	long ret;
+
+	for (;;) {
+		spin_lock(&model->lock);
+		if (model->dead) {
+			spin_unlock(&model->lock);
+			return -ENODEV;
+		}
+		nqueued = model->nqueued;
+		if (nqueued) {
+			struct flax_slot *oldest;
+
+			oldest = list_first_entry(&model->queue,
+						  struct flax_slot, node);
+			batch_end = ktime_add_us(oldest->enqueued,
+						 req->max_wait_us);
+			if (nqueued >= max_jobs ||
+			    ktime_compare(ktime_get(), batch_end) >= 0) {
+				flax_fetch_take(worker, req);
+				spin_unlock(&model->lock);
+				return 0;
+			}
+		}
+		spin_unlock(&model->lock);
+
+		if (nqueued) {
+			/* Batching: more jobs, or the oldest one's deadline. */
+			ktime_t left = ktime_sub(batch_end, ktime_get());
+
+			/*
+			 * A relative hrtimer adds the timeout to the clock with
+			 * ktime_add_safe(), which takes a negative timeout for
+			 * an overflow and never fires: recheck instead.
+			 */
+			if (left <= 0)
+				continue;
+			ret = wait_event_interruptible_hrtimeout(model->job_wait,
+								 flax_fetch_cond(model, max_jobs),
+								 left);
+			if (ret == -ERESTARTSYS)
+				return -ERESTARTSYS;
+			continue;
+		}
+
+		if (!req->timeout_ms) {
+			ret = wait_event_interruptible(model->job_wait,
+						       flax_fetch_cond(model, 1));
+		} else {
+			ret = wait_event_interruptible_timeout(model->job_wait,
+							       flax_fetch_cond(model, 1),
+							       flax_jiffies_left(deadline));
+			if (!ret)
+				return 0;
+		}
+		if (ret < 0)
+			return -ERESTARTSYS;
+	}
+}
+
+/**
+ * flax_ioctl_fetch() - FLAX_IOC_FETCH.
+ * @file: a worker fd.
+ * @argp: user struct flax_fetch.
+ * @usize: its size.
+ *
+ * Applies the completions, then waits for jobs (Triton's dynamic
+ * batching: a first job, then max_jobs or the oldest job's max_wait_us)
+ * and appends them to the worker's ring.  @done is written back even
+ * when a completion fails.  A signal after completions were applied ends
+ * the call successfully with @count 0 rather than restarting it, which
+ * would apply them twice.
+ *
+ * Return: 0, -EINVAL for bad arguments or a bad completion, -ENXIO if the
+ * fd is not a worker, -ENODEV if the model was destroyed,
+ * -ERESTARTSYS, -EFAULT or -E2BIG.
+ */
+int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize)
+{
+	struct flax_worker *worker = flax_file_worker(file);
+	struct flax_fetch req;
+	u32 nslots;
+	int ret, ret2;
+
+	if (!worker)
+		return -ENXIO;
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	nslots = worker->model->layout.nslots;
+	if (req.flags || req.ncomplete > nslots || !req.max_jobs ||
+	    req.max_jobs > nslots || req.max_wait_us > FLAX_MAX_WAIT_US)
+		return -EINVAL;
+
+	/* Where the next entry will go; the real value if jobs come. */
+	req.first = READ_ONCE(worker->tail);
+	req.count = 0;
+	req.done = 0;
+	ret = flax_complete_jobs(worker, u64_to_user_ptr(req.completions),
+				 req.ncomplete, &req.done);
+	if (!ret) {
+		ret = flax_fetch_jobs(worker, &req);
+		if (ret == -ERESTARTSYS && req.done)
+			ret = 0;
+	}
+	if (ret == -ERESTARTSYS)
+		return ret;
+	ret2 = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+	return ret ?: ret2;
+}
+
+/*
+ * The module is built out of tree against Debian's 6.1 and 6.12 kernels;
+ * since 6.3 vm_flags may only be changed through vm_flags_mod().
+ */
+static void flax_vma_flags(struct vm_area_struct *vma, vm_flags_t set,
+			   vm_flags_t clear)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_mod(vma, set, clear);
+#else
+	vma->vm_flags = (vma->vm_flags | set) & ~clear;
+#endif
+}
+
+/**
+ * flax_worker_mmap() - map the model's slot region into a worker.
+ * @file: a worker fd.
+ * @vma: the mapping: offset 0, exactly region_size bytes, MAP_SHARED.
+ *
+ * The mapping holds a reference to @file, so the worker, its jobs and its
+ * reference to the model live until both the fd is closed and the region
+ * unmapped; a worker's ring is reused only after that.
+ *
+ * Return: 0, -ENXIO if the fd is not a worker, -EINVAL for a bad offset,
+ * size or a private mapping, -EPERM for an executable one.
+ */
+int flax_worker_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct flax_worker *worker = flax_file_worker(file);
+	struct flax_model *model;
+
+	if (!worker)
+		return -ENXIO;
+	model = worker->model;
+
+	if (vma->vm_pgoff ||
+	    vma->vm_end - vma->vm_start != model->layout.region_size)
+		return -EINVAL;
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+
+	flax_vma_flags(vma, VM_DONTCOPY | VM_DONTEXPAND, VM_MAYEXEC);
+	return remap_vmalloc_range(vma, model->region, 0);
+}
+
+/**
+ * flax_worker_release() - release an fd's worker, if it is one.
+ * @file: the fd being released (closed and unmapped).
+ */
+void flax_worker_release(struct file *file)
+{
+	struct flax_worker *worker = file->private_data;
+
+	if (worker)
+		flax_worker_release_one(worker);
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * flaxdev jobs: clients (INFER), workers (ATTACH, FETCH, COMPLETE, mmap).
+ *
+ * Copyright (C) 2026 The flaxdev developers
+ */
+#ifndef _FLAX_JOB_H
+#define _FLAX_JOB_H
+
+#include <linux/types.h>
+
+struct file;
+struct flax_model;
+struct vm_area_struct;
+
+void flax_model_kill(struct flax_model *model);
+
+int flax_ioctl_infer(void __user *argp, unsigned int usize);
+int flax_ioctl_worker_attach(struct file *file, void __user *argp,
+			     unsigned int usize);
+int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize);
+int flax_ioctl_complete(struct file *file, void __user *argp,
+			unsigned int usize);
+
+int flax_worker_mmap(struct file *file, struct vm_area_struct *vma);
+void flax_worker_release(struct file *file);
+
+#endif /* _FLAX_JOB_H */

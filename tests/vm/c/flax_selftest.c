@@ -1,0 +1,1626 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * flaxdev selftest, run inside the VM with flaxdev.ko loaded.
+ *
+ *	flax_selftest all			every test below but modload
+ *	flax_selftest TEST...			info create digits raw
+ *						concurrent errors kill destroy
+ *	flax_selftest modload PATH/flaxdev.ko	rmmod refused while an fd is
+ *						open, 20 insmod/rmmod cycles
+ *
+ * Prints one line per check ("ok - ..." or "FAIL - ...") and a closing
+ * "N passed, N failed"; exits 1 if any check failed, 4 if /dev/flax is
+ * missing.  Includes only the UAPI header.
+ *
+ * Copyright (C) 2026 The flaxdev developers
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flaxdev.h"
+
+#define DEV		"/dev/" FLAX_DEVICE_NAME
+#define SYSFS_MODELS	"/sys/class/misc/" FLAX_DEVICE_NAME "/models"
+
+static int npassed, nfailed;
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void report(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&out_lock);
+	printf("%s - ", ok ? "ok" : "FAIL");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (ok)
+		npassed++;
+	else
+		nfailed++;
+	pthread_mutex_unlock(&out_lock);
+}
+
+#define CHECK(cond, ...)	report(!!(cond), __VA_ARGS__)
+
+/* Checks that an ioctl-style call failed with errno @want. */
+#define CHECK_ERR(expr, want, what) do {				\
+	errno = 0;							\
+	long __r = (long)(expr);					\
+	int __e = errno;						\
+	report(__r == -1 && __e == (want), "%s: %s (got %ld, %s)",	\
+	       what, strerrorname_np(want), __r,			\
+	       __e ? strerrorname_np(__e) : "no error");		\
+} while (0)
+
+static uint32_t f2u(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static float u2f(uint32_t u)
+{
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void msleep(unsigned int ms)
+{
+	usleep(ms * 1000);
+}
+
+static int dev_open(void)
+{
+	int fd = open(DEV, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		perror(DEV);
+		exit(1);
+	}
+	return fd;
+}
+
+/* Model descriptions. */
+
+static void spec(struct flax_tensor_spec *s, uint32_t dtype, uint32_t ndim,
+		 uint32_t d0, uint32_t d1)
+{
+	memset(s, 0, sizeof(*s));
+	s->dtype = dtype;
+	s->ndim = ndim;
+	s->dims[0] = d0;
+	if (ndim > 1)
+		s->dims[1] = d1;
+}
+
+/* A float32 [n] -> float32 [n] model without pre or post processing. */
+static void desc_vec(struct flax_model_desc *d, const char *name, uint32_t n)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	spec(&d->input, FLAX_DTYPE_FLOAT32, 1, n, 0);
+	spec(&d->output, FLAX_DTYPE_FLOAT32, 1, n, 0);
+}
+
+static int model_create(int fd, struct flax_model_desc *d)
+{
+	return ioctl(fd, FLAX_IOC_MODEL_CREATE, d) ? -errno : (int)d->id;
+}
+
+static int model_destroy(int fd, uint32_t id)
+{
+	struct flax_model_ref ref = { .model_id = id };
+
+	return ioctl(fd, FLAX_IOC_MODEL_DESTROY, &ref) ? -errno : 0;
+}
+
+static int infer(int fd, uint32_t id, const void *in, uint32_t in_size,
+		 void *out, uint32_t *out_size, uint32_t timeout_ms)
+{
+	struct flax_infer req = {
+		.model_id = id,
+		.input = (uintptr_t)in,
+		.output = (uintptr_t)out,
+		.input_size = in_size,
+		.output_size = *out_size,
+		.timeout_ms = timeout_ms,
+	};
+	int ret = ioctl(fd, FLAX_IOC_INFER, &req) ? -errno : 0;
+
+	*out_size = req.output_size;
+	return ret;
+}
+
+static int sysfs_read(const char *model, const char *attr, char *buf,
+		      size_t len)
+{
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), SYSFS_MODELS "/%s/%s", model, attr);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = 0;
+	return 0;
+}
+
+static long sysfs_num(const char *model, const char *attr)
+{
+	char buf[64];
+
+	if (sysfs_read(model, attr, buf, sizeof(buf)))
+		return -1;
+	return strtol(buf, NULL, 10);
+}
+
+/* The digits-like model: uint8 [8, 8], per-feature normalisation, a
+ * linear layer to 10 logits in the worker, softmax + top-3 in the kernel.
+ */
+#define DIG_IN		64
+#define DIG_OUT		10
+#define DIG_K		3
+
+static uint32_t dig_mean[DIG_IN], dig_std[DIG_IN];
+static const float dig_scale = 1.0f / 16.0f;
+
+static float dig_w(int i, int j)
+{
+	return (float)((i * 7 + j * 13) % 17 - 8) / 8.0f;
+}
+
+static void dig_init(void)
+{
+	for (int i = 0; i < DIG_IN; i++) {
+		dig_mean[i] = f2u(0.25f + (float)(i % 5) * 0.05f);
+		dig_std[i] = f2u(0.5f + (float)(i % 7) * 0.125f);
+	}
+}
+
+static void desc_digits(struct flax_model_desc *d, const char *name)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	spec(&d->input, FLAX_DTYPE_UINT8, 2, 8, 8);
+	spec(&d->output, FLAX_DTYPE_FLOAT32, 1, DIG_OUT, 0);
+	d->pre_op = FLAX_PRE_NORMALIZE;
+	d->norm_count = DIG_IN;
+	d->norm_scale = f2u(dig_scale);
+	d->norm_mean = (uintptr_t)dig_mean;
+	d->norm_std = (uintptr_t)dig_std;
+	d->post_ops[0] = FLAX_POST_SOFTMAX;
+	d->post_ops[1] = FLAX_POST_TOPK;
+	d->topk = DIG_K;
+}
+
+static void dig_logits(const float *x, float *logits)
+{
+	for (int j = 0; j < DIG_OUT; j++) {
+		float acc = 0.0f;
+
+		for (int i = 0; i < DIG_IN; i++)
+			acc += x[i] * dig_w(i, j);
+		logits[j] = acc;
+	}
+}
+
+/* The reference: numpy's order of float32 operations. */
+static void dig_reference(const uint8_t *img, struct flax_topk_entry *top)
+{
+	float x[DIG_IN], logits[DIG_OUT];
+	double p[DIG_OUT], sum = 0, mx;
+	bool used[DIG_OUT] = { 0 };
+
+	for (int i = 0; i < DIG_IN; i++) {
+		float v = (float)img[i] * dig_scale;
+
+		v = v - u2f(dig_mean[i]);
+		x[i] = v / u2f(dig_std[i]);
+	}
+	dig_logits(x, logits);
+	mx = logits[0];
+	for (int j = 1; j < DIG_OUT; j++)
+		mx = logits[j] > mx ? logits[j] : mx;
+	for (int j = 0; j < DIG_OUT; j++) {
+		p[j] = exp((double)logits[j] - mx);
+		sum += p[j];
+	}
+	for (int k = 0; k < DIG_K; k++) {
+		int best = -1;
+
+		for (int j = 0; j < DIG_OUT; j++)
+			if (!used[j] && (best < 0 || p[j] > p[best]))
+				best = j;
+		used[best] = true;
+		top[k].index = best;
+		top[k].score = f2u((float)(p[best] / sum));
+	}
+}
+
+/* Workers: a thread with its own fd, attached and mapped. */
+
+enum wmode { W_ECHO, W_DIGITS, W_STATUS, W_HOLD };
+
+struct worker {
+	int fd;
+	uint32_t model_id;
+	struct flax_worker_attach att;
+	uint8_t *region;
+	struct flax_ring *ring;
+	pthread_t thread;
+	bool stop;		/* __atomic: set by the test, read by the thread */
+	enum wmode mode;
+	int status;
+	uint32_t max_jobs, max_wait_us;
+	unsigned long jobs, batches, bad_ring;
+	int err;
+};
+
+static void *in_slot(struct worker *w, uint32_t slot)
+{
+	return w->region + w->att.layout.in_offset +
+	       (size_t)slot * w->att.layout.in_slot_size;
+}
+
+static void *out_slot(struct worker *w, uint32_t slot)
+{
+	return w->region + w->att.layout.out_offset +
+	       (size_t)slot * w->att.layout.out_slot_size;
+}
+
+static void work_one(struct worker *w, uint32_t slot)
+{
+	const float *in = in_slot(w, slot);
+	float *out = out_slot(w, slot);
+	uint32_t nin = w->att.layout.in_bytes / 4;
+	uint32_t nout = w->att.layout.out_bytes / 4;
+
+	switch (w->mode) {
+	case W_DIGITS:
+		dig_logits(in, out);
+		break;
+	case W_ECHO:
+		for (uint32_t i = 0; i < nout; i++)
+			out[i] = in[i % nin] * 2.0f + 1.0f;
+		break;
+	default:
+		break;
+	}
+}
+
+static int worker_attach(struct worker *w, uint32_t model_id)
+{
+	memset(&w->att, 0, sizeof(w->att));
+	w->fd = dev_open();
+	w->model_id = model_id;
+	w->att.model_id = model_id;
+	if (ioctl(w->fd, FLAX_IOC_WORKER_ATTACH, &w->att))
+		return -errno;
+	w->region = mmap(NULL, w->att.layout.region_size,
+			 PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, 0);
+	if (w->region == MAP_FAILED)
+		return -errno;
+	w->ring = (struct flax_ring *)(w->region + w->att.layout.rings_offset +
+				       w->att.worker * w->att.layout.ring_stride);
+	return 0;
+}
+
+static void worker_detach(struct worker *w)
+{
+	munmap(w->region, w->att.layout.region_size);
+	close(w->fd);
+}
+
+/* Reads the ring entries a FETCH returned. */
+static uint32_t ring_read(struct worker *w, const struct flax_fetch *f,
+			  struct flax_ring_entry *e)
+{
+	uint32_t mask = w->att.layout.ring_entries - 1;
+	uint32_t tail = __atomic_load_n(&w->ring->tail, __ATOMIC_ACQUIRE);
+
+	if (tail != f->first + f->count)
+		w->bad_ring++;
+	for (uint32_t i = 0; i < f->count; i++)
+		e[i] = w->ring->entries[(f->first + i) & mask];
+	w->ring->head = tail;
+	return f->count;
+}
+
+static void *worker_loop(void *arg)
+{
+	struct worker *w = arg;
+	uint32_t nslots = w->att.layout.nslots;
+	struct flax_completion *c = calloc(nslots, sizeof(*c));
+	struct flax_ring_entry *e = calloc(nslots, sizeof(*e));
+	uint32_t nc = 0;
+
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
+		struct flax_fetch f = {
+			.completions = (uintptr_t)c,
+			.ncomplete = nc,
+			.max_jobs = w->max_jobs ?: 1,
+			.max_wait_us = w->max_wait_us,
+			.timeout_ms = 50,
+		};
+
+		if (ioctl(w->fd, FLAX_IOC_FETCH, &f)) {
+			if (errno == EINTR)
+				continue;
+			w->err = errno;
+			printf("# worker %u: FETCH: %s (ncomplete %u)\n",
+			       w->att.worker, strerrorname_np(errno), nc);
+			break;
+		}
+		if (f.done != nc)
+			w->bad_ring++;
+		nc = 0;
+		if (!f.count)
+			continue;
+		w->batches++;
+		ring_read(w, &f, e);
+		for (uint32_t i = 0; i < f.count; i++) {
+			w->jobs++;
+			if (w->mode == W_HOLD)
+				continue;
+			work_one(w, e[i].slot);
+			c[nc].slot = e[i].slot;
+			c[nc].tag = e[i].tag;
+			c[nc].status = w->mode == W_STATUS ? w->status : 0;
+			c[nc].reserved = 0;
+			nc++;
+		}
+	}
+	if (nc) {
+		struct flax_complete cc = {
+			.completions = (uintptr_t)c, .count = nc,
+		};
+
+		ioctl(w->fd, FLAX_IOC_COMPLETE, &cc);
+	}
+	free(c);
+	free(e);
+	return NULL;
+}
+
+static int worker_start(struct worker *w, uint32_t model_id, enum wmode mode,
+			uint32_t max_jobs, uint32_t max_wait_us)
+{
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->mode = mode;
+	w->max_jobs = max_jobs;
+	w->max_wait_us = max_wait_us;
+	ret = worker_attach(w, model_id);
+	if (ret)
+		return ret;
+	return -pthread_create(&w->thread, NULL, worker_loop, w);
+}
+
+static void worker_stop(struct worker *w)
+{
+	__atomic_store_n(&w->stop, true, __ATOMIC_RELAXED);
+	pthread_join(w->thread, NULL);
+	worker_detach(w);
+	if (w->err)
+		printf("# worker loop ended with %s\n", strerrorname_np(w->err));
+}
+
+/* Tests. */
+
+static void test_info(void)
+{
+	struct flax_info info;
+	uint8_t big[sizeof(info) + 16];
+	int fd = dev_open();
+	unsigned int cmd;
+
+	memset(&info, 0xff, sizeof(info));
+	CHECK(!ioctl(fd, FLAX_IOC_INFO, &info), "info: INFO succeeds");
+	CHECK(info.abi_version == FLAX_ABI_VERSION, "info: abi_version %u",
+	      info.abi_version);
+	CHECK(info.max_models == 16 && info.max_slots == 256 &&
+	      info.max_slot_bytes == 4u << 20,
+	      "info: default limits (%u models, %u slots, %u bytes)",
+	      info.max_models, info.max_slots, info.max_slot_bytes);
+	CHECK(info.max_workers == FLAX_MAX_WORKERS &&
+	      info.topk_max == FLAX_TOPK_MAX && info.name_max == FLAX_NAME_MAX &&
+	      info.features == 0, "info: constants");
+
+	/* A newer caller's larger struct: the tail is zeroed. */
+	memset(big, 0xff, sizeof(big));
+	cmd = _IOC(_IOC_READ, FLAX_IOC_MAGIC, _IOC_NR(FLAX_IOC_INFO), sizeof(big));
+	CHECK(!ioctl(fd, cmd, big), "info: larger struct accepted");
+	CHECK(big[sizeof(info)] == 0 && big[sizeof(big) - 1] == 0,
+	      "info: larger struct's tail zeroed");
+
+	cmd = _IOC(_IOC_READ, FLAX_IOC_MAGIC, _IOC_NR(FLAX_IOC_INFO), 32);
+	CHECK_ERR(ioctl(fd, cmd, big), EINVAL, "info: struct below VER0");
+	cmd = _IOC(_IOC_WRITE, FLAX_IOC_MAGIC, _IOC_NR(FLAX_IOC_INFO), sizeof(info));
+	CHECK_ERR(ioctl(fd, cmd, big), ENOTTY, "info: wrong direction");
+	cmd = _IOC(_IOC_READ, FLAX_IOC_MAGIC, 0x7f, sizeof(info));
+	CHECK_ERR(ioctl(fd, cmd, big), ENOTTY, "unknown ioctl number");
+	cmd = _IOC(_IOC_READ, 'x', _IOC_NR(FLAX_IOC_INFO), sizeof(info));
+	CHECK_ERR(ioctl(fd, cmd, big), ENOTTY, "foreign ioctl type");
+	CHECK_ERR(ioctl(fd, FLAX_IOC_INFO, NULL), EFAULT, "info: NULL struct");
+	close(fd);
+}
+
+static void create_bad(int fd, struct flax_model_desc *d, int want,
+		       const char *what)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "create: %s", what);
+	CHECK_ERR(ioctl(fd, FLAX_IOC_MODEL_CREATE, d), want, name);
+}
+
+static void test_create(void)
+{
+	int fd = dev_open();
+	struct flax_model_desc d, g;
+	uint32_t mean[10], std[10], gm[64], gs[64];
+	char buf[128];
+	int id, ids[64], n;
+	struct flax_info info;
+
+	dig_init();
+	desc_digits(&d, "cr.ok-1_A");
+	id = model_create(fd, &d);
+	CHECK(id > 0, "create: digits model (id %d)", id);
+	CHECK(d.result_size == 8 + 8 * DIG_K, "create: result_size %u",
+	      d.result_size);
+	desc_digits(&d, "cr.ok-1_A");
+	create_bad(fd, &d, EEXIST, "duplicate name");
+
+	/* GET fills everything, and the norm arrays on request. */
+	memset(&g, 0, sizeof(g));
+	strcpy(g.name, "cr.ok-1_A");
+	g.norm_mean = (uintptr_t)gm;
+	g.norm_std = (uintptr_t)gs;
+	CHECK(!ioctl(fd, FLAX_IOC_MODEL_GET, &g), "get: by name");
+	CHECK(g.id == (uint32_t)id && g.input.dtype == FLAX_DTYPE_UINT8 &&
+	      g.input.ndim == 2 && g.input.dims[0] == 8 && g.input.dims[1] == 8 &&
+	      g.output.dims[0] == DIG_OUT && g.pre_op == FLAX_PRE_NORMALIZE &&
+	      g.norm_count == DIG_IN && g.norm_scale == f2u(dig_scale) &&
+	      g.post_ops[0] == FLAX_POST_SOFTMAX && g.post_ops[1] == FLAX_POST_TOPK &&
+	      g.topk == DIG_K && g.nslots == 64 && g.timeout_ms == 5000 &&
+	      g.result_size == 32, "get: fields");
+	CHECK(!memcmp(gm, dig_mean, sizeof(gm)) && !memcmp(gs, dig_std, sizeof(gs)),
+	      "get: norm mean/std copied out");
+	memset(&g, 0, sizeof(g));
+	strcpy(g.name, "nosuchmodel");
+	CHECK_ERR(ioctl(fd, FLAX_IOC_MODEL_GET, &g), ENOENT, "get: unknown name");
+	g.flags = 1;
+	CHECK_ERR(ioctl(fd, FLAX_IOC_MODEL_GET, &g), EINVAL, "get: flags");
+
+	/* sysfs */
+	CHECK(sysfs_num("cr.ok-1_A", "id") == id, "sysfs: id");
+	sysfs_read("cr.ok-1_A", "input_shape", buf, sizeof(buf));
+	CHECK(!strcmp(buf, "8 8"), "sysfs: input_shape \"%s\"", buf);
+	sysfs_read("cr.ok-1_A", "input_dtype", buf, sizeof(buf));
+	CHECK(!strcmp(buf, "uint8"), "sysfs: input_dtype \"%s\"", buf);
+	sysfs_read("cr.ok-1_A", "output_shape", buf, sizeof(buf));
+	CHECK(!strcmp(buf, "10"), "sysfs: output_shape \"%s\"", buf);
+	sysfs_read("cr.ok-1_A", "pre_op", buf, sizeof(buf));
+	CHECK(!strcmp(buf, "normalize"), "sysfs: pre_op \"%s\"", buf);
+	sysfs_read("cr.ok-1_A", "post_ops", buf, sizeof(buf));
+	CHECK(!strcmp(buf, "softmax topk"), "sysfs: post_ops \"%s\"", buf);
+	CHECK(sysfs_num("cr.ok-1_A", "topk") == DIG_K &&
+	      sysfs_num("cr.ok-1_A", "nslots") == 64 &&
+	      sysfs_num("cr.ok-1_A", "timeout_ms") == 5000 &&
+	      sysfs_num("cr.ok-1_A", "requests") == 0 &&
+	      sysfs_num("cr.ok-1_A", "completed") == 0 &&
+	      sysfs_num("cr.ok-1_A", "errors") == 0 &&
+	      sysfs_num("cr.ok-1_A", "timeouts") == 0 &&
+	      sysfs_num("cr.ok-1_A", "queued") == 0 &&
+	      sysfs_num("cr.ok-1_A", "workers") == 0, "sysfs: numbers");
+
+	/* Validation, one field at a time. */
+	desc_digits(&d, "bad");
+	d.flags = 1;
+	create_bad(fd, &d, EINVAL, "flags");
+	desc_digits(&d, "bad");
+	d.reserved[3] = 1;
+	create_bad(fd, &d, EINVAL, "reserved");
+	desc_digits(&d, "bad");
+	d.__pad0 = 1;
+	create_bad(fd, &d, EINVAL, "pad");
+	desc_digits(&d, "");
+	create_bad(fd, &d, EINVAL, "empty name");
+	desc_digits(&d, "sp ace");
+	create_bad(fd, &d, EINVAL, "name with a space");
+	desc_digits(&d, "sl/ash");
+	create_bad(fd, &d, EINVAL, "name with a slash");
+	desc_digits(&d, "caf\xc3\xa9");
+	create_bad(fd, &d, EINVAL, "non-ASCII name");
+	desc_digits(&d, "..");
+	create_bad(fd, &d, EINVAL, "name ..");
+	desc_digits(&d, "tail");
+	d.name[10] = 'x';
+	create_bad(fd, &d, EINVAL, "garbage after the NUL");
+	desc_digits(&d, "x");
+	memset(d.name, 'a', FLAX_NAME_MAX);
+	create_bad(fd, &d, EINVAL, "unterminated name");
+	desc_digits(&d, "bad");
+	d.input.dtype = 3;
+	create_bad(fd, &d, EINVAL, "input dtype");
+	desc_digits(&d, "bad");
+	d.output.dtype = FLAX_DTYPE_UINT8;
+	create_bad(fd, &d, EINVAL, "output dtype uint8");
+	desc_digits(&d, "bad");
+	d.input.ndim = 0;
+	create_bad(fd, &d, EINVAL, "ndim 0");
+	desc_digits(&d, "bad");
+	d.input.ndim = 7;
+	create_bad(fd, &d, EINVAL, "ndim 7");
+	desc_digits(&d, "bad");
+	d.input.dims[1] = 0;
+	create_bad(fd, &d, EINVAL, "dim 0");
+	desc_digits(&d, "bad");
+	d.input.dims[4] = 2;
+	create_bad(fd, &d, EINVAL, "trailing dim not 0");
+	desc_vec(&d, "bad", 1);
+	d.input.ndim = 6;
+	for (int i = 0; i < 6; i++)
+		d.input.dims[i] = 65536;
+	create_bad(fd, &d, EINVAL, "element count overflow");
+	desc_vec(&d, "bad", (4u << 20) / 4 + 1);
+	create_bad(fd, &d, EINVAL, "slot above max_slot_bytes");
+	desc_digits(&d, "bad");
+	d.input.dims[0] = 1u << 19;	/* uint8 fits, float32 after normalize does not */
+	d.norm_count = 1;
+	create_bad(fd, &d, EINVAL, "normalized slot above max_slot_bytes");
+	desc_digits(&d, "bad");
+	d.pre_op = 2;
+	create_bad(fd, &d, EINVAL, "pre_op");
+	desc_digits(&d, "bad");
+	d.norm_count = 7;
+	create_bad(fd, &d, EINVAL, "norm_count");
+	desc_digits(&d, "bad");
+	d.norm_std = 0;
+	create_bad(fd, &d, EINVAL, "norm_std NULL");
+	desc_digits(&d, "bad");
+	d.norm_mean = 8;
+	create_bad(fd, &d, EFAULT, "norm_mean bad pointer");
+	desc_digits(&d, "bad");
+	d.norm_scale = 0x7f800000;
+	create_bad(fd, &d, EINVAL, "norm_scale inf");
+	for (int i = 0; i < 10; i++) {
+		mean[i] = f2u(0.5f);
+		std[i] = f2u(1.0f);
+	}
+	desc_digits(&d, "bad");
+	d.norm_count = 8;
+	d.norm_mean = (uintptr_t)mean;
+	d.norm_std = (uintptr_t)std;
+	std[3] = f2u(0.0f);
+	create_bad(fd, &d, EINVAL, "std 0");
+	std[3] = f2u(-1.0f);
+	create_bad(fd, &d, EINVAL, "std negative");
+	std[3] = 0x7fc00000;
+	create_bad(fd, &d, EINVAL, "std NaN");
+	std[3] = 0x7f800000;
+	create_bad(fd, &d, EINVAL, "std inf");
+	std[3] = f2u(1.0f);
+	mean[2] = 0xffc00000;
+	create_bad(fd, &d, EINVAL, "mean NaN");
+	mean[2] = f2u(0.5f);
+	desc_vec(&d, "bad", 4);
+	d.norm_count = 1;
+	create_bad(fd, &d, EINVAL, "norm_count without normalize");
+	desc_digits(&d, "bad");
+	d.post_ops[0] = FLAX_POST_TOPK;
+	d.post_ops[1] = FLAX_POST_SOFTMAX;
+	create_bad(fd, &d, EINVAL, "post chain topk,softmax");
+	d.post_ops[0] = FLAX_POST_SOFTMAX;
+	d.post_ops[1] = FLAX_POST_SOFTMAX;
+	create_bad(fd, &d, EINVAL, "post chain softmax,softmax");
+	d.post_ops[1] = FLAX_POST_END;
+	d.post_ops[2] = FLAX_POST_TOPK;
+	create_bad(fd, &d, EINVAL, "post op after END");
+	desc_digits(&d, "bad");
+	d.post_ops[1] = 9;
+	create_bad(fd, &d, EINVAL, "unknown post op");
+	desc_digits(&d, "bad");
+	d.topk = 0;
+	create_bad(fd, &d, EINVAL, "topk 0 with TOPK");
+	d.topk = 11;
+	create_bad(fd, &d, EINVAL, "topk above output elements");
+	desc_vec(&d, "bad", 100);
+	d.post_ops[0] = FLAX_POST_TOPK;
+	d.topk = 65;
+	create_bad(fd, &d, EINVAL, "topk above FLAX_TOPK_MAX");
+	desc_vec(&d, "bad", 100);
+	d.topk = 3;
+	create_bad(fd, &d, EINVAL, "topk without TOPK");
+	desc_vec(&d, "bad", 4);
+	d.nslots = 257;
+	create_bad(fd, &d, EINVAL, "nslots above max_slots");
+
+	/* Extensible struct: E2BIG, zero tail accepted. */
+	{
+		uint8_t big[sizeof(d) + 8];
+		unsigned int cmd = _IOC(_IOC_READ | _IOC_WRITE, FLAX_IOC_MAGIC,
+					_IOC_NR(FLAX_IOC_MODEL_CREATE), sizeof(big));
+
+		desc_vec(&d, "cr.big", 4);
+		memset(big, 0, sizeof(big));
+		memcpy(big, &d, sizeof(d));
+		big[sizeof(d) + 3] = 1;
+		CHECK_ERR(ioctl(fd, cmd, big), E2BIG, "create: non-zero tail");
+		big[sizeof(d) + 3] = 0;
+		CHECK(!ioctl(fd, cmd, big), "create: larger struct, zero tail");
+		memcpy(&d, big, sizeof(d));
+		CHECK(model_destroy(fd, d.id) == 0, "destroy: cr.big");
+	}
+
+	/* max_models: ENOSPC, then the names come back after destroy. */
+	ioctl(fd, FLAX_IOC_INFO, &info);
+	n = 0;
+	for (uint32_t i = info.nmodels; i < info.max_models; i++) {
+		char name[FLAX_NAME_MAX];
+
+		snprintf(name, sizeof(name), "cr.many%u", i);
+		desc_vec(&d, name, 4);
+		ids[n] = model_create(fd, &d);
+		if (ids[n] > 0)
+			n++;
+	}
+	CHECK(n == (int)(info.max_models - info.nmodels), "create: up to max_models");
+	desc_vec(&d, "cr.onetoomany", 4);
+	create_bad(fd, &d, ENOSPC, "beyond max_models");
+	while (n--)
+		model_destroy(fd, ids[n]);
+	CHECK(model_create(fd, &d) > 0, "create: after destroying");
+	model_destroy(fd, d.id);
+
+	CHECK(model_destroy(fd, id) == 0, "destroy: digits model");
+	CHECK(model_destroy(fd, id) == -ENOENT, "destroy: twice gives ENOENT");
+	CHECK(model_destroy(fd, 0) == -ENOENT, "destroy: id 0 gives ENOENT");
+	{
+		struct flax_model_ref ref = { .model_id = 1, .flags = 1 };
+
+		CHECK_ERR(ioctl(fd, FLAX_IOC_MODEL_DESTROY, &ref), EINVAL,
+			  "destroy: flags");
+	}
+	CHECK(sysfs_read("cr.ok-1_A", "id", buf, sizeof(buf)) == -ENOENT,
+	      "sysfs: directory gone after destroy");
+	close(fd);
+}
+
+static void test_digits(void)
+{
+	int fd = dev_open();
+	struct flax_model_desc d;
+	struct worker w;
+	int id, bad = 0, i;
+	unsigned int seed = 1;
+
+	dig_init();
+	desc_digits(&d, "digits");
+	id = model_create(fd, &d);
+	CHECK(id > 0, "digits: create");
+	CHECK(worker_start(&w, id, W_DIGITS, 4, 100) == 0, "digits: worker up");
+	CHECK(sysfs_num("digits", "workers") == 1, "digits: sysfs workers 1");
+
+	for (i = 0; i < 50; i++) {
+		uint8_t img[DIG_IN];
+		struct {
+			struct flax_topk_result r;
+			struct flax_topk_entry e[DIG_K];
+		} res;
+		struct flax_topk_entry ref[DIG_K];
+		uint32_t size = sizeof(res);
+		int ret;
+
+		for (int j = 0; j < DIG_IN; j++)
+			img[j] = rand_r(&seed) % 17;
+		memset(&res, 0xaa, sizeof(res));
+		ret = infer(fd, id, img, sizeof(img), &res, &size, 0);
+		dig_reference(img, ref);
+		if (ret || size != sizeof(res) || res.r.count != DIG_K ||
+		    res.r.reserved) {
+			if (bad++ < 3)
+				printf("# input %d: ret %d size %u count %u\n",
+				       i, ret, size, res.r.count);
+			continue;
+		}
+		for (int k = 0; k < DIG_K; k++) {
+			if (res.e[k].index != ref[k].index ||
+			    fabsf(u2f(res.e[k].score) - u2f(ref[k].score)) > 1e-6f) {
+				if (bad++ < 3)
+					printf("# input %d rank %d: got %u %.9g want %u %.9g\n",
+					       i, k, res.e[k].index, u2f(res.e[k].score),
+					       ref[k].index, u2f(ref[k].score));
+			}
+		}
+	}
+	CHECK(!bad, "digits: 50 top-3 results match the reference (%d bad)", bad);
+	CHECK(sysfs_num("digits", "requests") == 50 &&
+	      sysfs_num("digits", "completed") == 50 &&
+	      sysfs_num("digits", "errors") == 0, "digits: sysfs counters");
+	worker_stop(&w);
+	CHECK(!w.bad_ring, "digits: ring tail and done consistent");
+	CHECK(model_destroy(fd, id) == 0, "digits: destroy");
+	close(fd);
+}
+
+static void test_raw(void)
+{
+	int fd = dev_open();
+	struct flax_model_desc d;
+	struct worker w;
+	float in[16], out[16];
+	uint32_t size;
+	int id, ret;
+	bool ok;
+
+	/* Raw float vector out. */
+	desc_vec(&d, "raw", 16);
+	d.input.ndim = 2;
+	d.input.dims[0] = 4;
+	d.input.dims[1] = 4;
+	id = model_create(fd, &d);
+	CHECK(id > 0 && d.result_size == 64, "raw: create, result_size %u",
+	      d.result_size);
+	worker_start(&w, id, W_ECHO, 1, 0);
+	for (int i = 0; i < 16; i++)
+		in[i] = (float)i - 3.5f;
+	size = sizeof(out);
+	ret = infer(fd, id, in, sizeof(in), out, &size, 0);
+	ok = !ret && size == 64;
+	for (int i = 0; i < 16; i++)
+		ok = ok && out[i] == in[i] * 2.0f + 1.0f;
+	CHECK(ok, "raw: vector result (ret %d size %u)", ret, size);
+	/* A larger output buffer: only result_size bytes are written. */
+	{
+		float big[20];
+
+		for (int i = 0; i < 20; i++)
+			big[i] = -7.0f;
+		size = sizeof(big);
+		ret = infer(fd, id, in, sizeof(in), big, &size, 0);
+		CHECK(!ret && size == 64 && big[16] == -7.0f && big[15] == in[15] * 2 + 1,
+		      "raw: larger buffer, output_size %u", size);
+	}
+	size = sizeof(out);
+	CHECK(infer(fd, id, in, sizeof(in), (void *)8, &size, 0) == -EFAULT,
+	      "raw: bad output pointer EFAULT");
+	size = sizeof(out);
+	CHECK(!infer(fd, id, in, sizeof(in), out, &size, 0) && sysfs_num("raw", "queued") == 0,
+	      "raw: next request fine after EFAULT");
+	worker_stop(&w);
+	model_destroy(fd, id);
+
+	/* Softmax only: a float vector of probabilities. */
+	desc_vec(&d, "raw.softmax", 16);
+	d.post_ops[0] = FLAX_POST_SOFTMAX;
+	id = model_create(fd, &d);
+	worker_start(&w, id, W_ECHO, 1, 0);
+	size = sizeof(out);
+	ret = infer(fd, id, in, sizeof(in), out, &size, 0);
+	{
+		double sum = 0, e[16], mx = in[15] * 2 + 1;
+		bool match = !ret && size == 64;
+
+		for (int i = 0; i < 16; i++)
+			sum += e[i] = exp((double)(in[i] * 2 + 1) - mx);
+		for (int i = 0; i < 16; i++)
+			match = match && fabs(out[i] - e[i] / sum) < 1e-6;
+		CHECK(match, "raw: softmax vector (ret %d)", ret);
+	}
+	worker_stop(&w);
+	model_destroy(fd, id);
+
+	/* Top-k without softmax: raw scores, ties by ascending index. */
+	desc_vec(&d, "raw.topk", 16);
+	d.post_ops[0] = FLAX_POST_TOPK;
+	d.topk = 4;
+	id = model_create(fd, &d);
+	CHECK(d.result_size == 8 + 4 * 8, "raw: topk result_size %u", d.result_size);
+	worker_start(&w, id, W_ECHO, 1, 0);
+	for (int i = 0; i < 16; i++)
+		in[i] = (float)(i % 5);		/* 4 at 4, 9, 14; 3 at 3, 8, 13 */
+	{
+		struct {
+			struct flax_topk_result r;
+			struct flax_topk_entry e[4];
+		} res;
+
+		size = sizeof(res);
+		ret = infer(fd, id, in, sizeof(in), &res, &size, 0);
+		CHECK(!ret && res.r.count == 4 &&
+		      res.e[0].index == 4 && res.e[1].index == 9 &&
+		      res.e[2].index == 14 && res.e[3].index == 3 &&
+		      u2f(res.e[0].score) == 9.0f && u2f(res.e[3].score) == 7.0f,
+		      "raw: topk order and scores (%u %u %u %u)", res.e[0].index,
+		      res.e[1].index, res.e[2].index, res.e[3].index);
+		size = sizeof(res);
+		CHECK(infer(fd, id, in, sizeof(in), (void *)8, &size, 0) == -EFAULT,
+		      "raw: bad output pointer after top-k EFAULT");
+	}
+	worker_stop(&w);
+	model_destroy(fd, id);
+
+	/* float32 input normalised per channel (last dimension). */
+	{
+		uint32_t m[4], s[4];
+
+		for (int i = 0; i < 4; i++) {
+			m[i] = f2u((float)i);
+			s[i] = f2u(2.0f);
+		}
+		desc_vec(&d, "raw.norm", 16);
+		d.input.ndim = 2;
+		d.input.dims[0] = 4;
+		d.input.dims[1] = 4;
+		d.pre_op = FLAX_PRE_NORMALIZE;
+		d.norm_count = 4;
+		d.norm_scale = f2u(0.5f);
+		d.norm_mean = (uintptr_t)m;
+		d.norm_std = (uintptr_t)s;
+		id = model_create(fd, &d);
+		CHECK(id > 0, "raw: per-channel normalize model");
+		worker_start(&w, id, W_ECHO, 1, 0);
+		for (int i = 0; i < 16; i++)
+			in[i] = (float)(i * 3);
+		size = sizeof(out);
+		ret = infer(fd, id, in, sizeof(in), out, &size, 0);
+		ok = !ret;
+		for (int i = 0; i < 16; i++) {
+			float v = in[i] * 0.5f;
+
+			v = (v - (float)(i % 4)) / 2.0f;
+			ok = ok && out[i] == v * 2.0f + 1.0f;
+		}
+		CHECK(ok, "raw: per-channel normalize values");
+		worker_stop(&w);
+		model_destroy(fd, id);
+	}
+	close(fd);
+}
+
+#define CONC_THREADS	8
+#define CONC_REQS	50
+#define CONC_N		8
+
+struct client {
+	pthread_t thread;
+	int id;
+	uint32_t model_id;
+	int bad;
+	int ret;
+	uint32_t timeout_ms;
+	double elapsed;
+};
+
+static void *conc_client(void *arg)
+{
+	struct client *c = arg;
+	int fd = dev_open();
+
+	for (int r = 0; r < CONC_REQS; r++) {
+		float in[CONC_N], out[CONC_N];
+		uint32_t size = sizeof(out);
+
+		for (int i = 0; i < CONC_N; i++)
+			in[i] = (float)(c->id * 1000 + r * 10 + i);
+		if (infer(fd, c->model_id, in, sizeof(in), out, &size, 0)) {
+			c->bad++;
+			continue;
+		}
+		for (int i = 0; i < CONC_N; i++)
+			if (out[i] != in[i] * 2 + 1) {
+				c->bad++;
+				break;
+			}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void test_concurrent(void)
+{
+	struct client c[CONC_THREADS];
+	struct flax_model_desc d;
+	struct worker w[2];
+	int fd = dev_open(), id, bad = 0;
+	double t0;
+
+	desc_vec(&d, "conc", CONC_N);
+	d.nslots = 16;
+	id = model_create(fd, &d);
+	CHECK(id > 0, "concurrent: create");
+	worker_start(&w[0], id, W_ECHO, 4, 300);
+	worker_start(&w[1], id, W_ECHO, 4, 300);
+	CHECK(sysfs_num("conc", "workers") == 2, "concurrent: two workers");
+	t0 = now_s();
+	for (int i = 0; i < CONC_THREADS; i++) {
+		c[i] = (struct client){ .id = i, .model_id = id };
+		pthread_create(&c[i].thread, NULL, conc_client, &c[i]);
+	}
+	for (int i = 0; i < CONC_THREADS; i++) {
+		pthread_join(c[i].thread, NULL);
+		bad += c[i].bad;
+	}
+	CHECK(!bad, "concurrent: %d clients x %d requests, own results (%d bad, %.2f s)",
+	      CONC_THREADS, CONC_REQS, bad, now_s() - t0);
+	worker_stop(&w[0]);
+	worker_stop(&w[1]);
+	CHECK(w[0].jobs + w[1].jobs == CONC_THREADS * CONC_REQS,
+	      "concurrent: workers did %lu + %lu jobs in %lu + %lu batches",
+	      w[0].jobs, w[1].jobs, w[0].batches, w[1].batches);
+	CHECK(!w[0].bad_ring && !w[1].bad_ring, "concurrent: rings consistent");
+	CHECK(sysfs_num("conc", "completed") == CONC_THREADS * CONC_REQS &&
+	      sysfs_num("conc", "queued") == 0, "concurrent: sysfs counters");
+	model_destroy(fd, id);
+	close(fd);
+}
+
+static void *timed_client(void *arg)
+{
+	struct client *c = arg;
+	int fd = dev_open();
+	float in[4] = { 1, 2, 3, 4 }, out[4];
+	uint32_t size = sizeof(out);
+	double t0 = now_s();
+
+	c->ret = infer(fd, c->model_id, in, sizeof(in), out, &size, c->timeout_ms);
+	c->elapsed = now_s() - t0;
+	if (!c->ret)
+		for (int i = 0; i < 4; i++)
+			if (out[i] != in[i] * 2 + 1)
+				c->bad++;
+	close(fd);
+	return NULL;
+}
+
+static void start_clients(struct client *c, int n, uint32_t id,
+			  uint32_t timeout_ms)
+{
+	for (int i = 0; i < n; i++) {
+		c[i] = (struct client){ .id = i, .model_id = id,
+					.timeout_ms = timeout_ms };
+		pthread_create(&c[i].thread, NULL, timed_client, &c[i]);
+	}
+}
+
+static void join_clients(struct client *c, int n)
+{
+	for (int i = 0; i < n; i++)
+		pthread_join(c[i].thread, NULL);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+static int fetch(int fd, struct flax_fetch *f)
+{
+	return ioctl(fd, FLAX_IOC_FETCH, f) ? -errno : 0;
+}
+
+static int complete(int fd, uint32_t slot, uint32_t tag, int32_t status,
+		    uint32_t reserved, uint32_t *done)
+{
+	struct flax_completion c = { slot, tag, status, reserved };
+	struct flax_complete cc = { .completions = (uintptr_t)&c, .count = 1 };
+	int ret = ioctl(fd, FLAX_IOC_COMPLETE, &cc) ? -errno : 0;
+
+	if (done)
+		*done = cc.done;
+	return ret;
+}
+
+static void test_errors(void)
+{
+	int fd = dev_open(), id, ret;
+	struct flax_model_desc d;
+	struct flax_infer req;
+	float in[4] = { 1, 2, 3, 4 }, out[4];
+	uint32_t size;
+	struct worker w, wk[FLAX_MAX_WORKERS + 1];
+	struct client c;
+	double t0;
+
+	desc_vec(&d, "err", 4);
+	d.timeout_ms = 400;
+	d.nslots = 2;
+	id = model_create(fd, &d);
+	CHECK(id > 0, "errors: create (timeout 400 ms, 2 slots)");
+
+	size = sizeof(out);
+	CHECK(infer(fd, 999999, in, sizeof(in), out, &size, 0) == -ENOENT,
+	      "infer: unknown model ENOENT");
+	size = sizeof(out);
+	CHECK(infer(fd, id, in, 12, out, &size, 0) == -EINVAL,
+	      "infer: wrong input size EINVAL");
+	size = 8;
+	ret = infer(fd, id, in, sizeof(in), out, &size, 0);
+	CHECK(ret == -ENOSPC && size == 16,
+	      "infer: small output buffer ENOSPC, output_size %u", size);
+
+	memset(&req, 0, sizeof(req));
+	req.model_id = id;
+	req.input = (uintptr_t)in;
+	req.output = (uintptr_t)out;
+	req.input_size = 16;
+	req.output_size = 16;
+	req.reserved = 1;
+	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL, "infer: reserved");
+	req.reserved = 0;
+	req.flags = 1;
+	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL, "infer: flags");
+	req.flags = 0;
+	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, (void *)8), EFAULT,
+		  "infer: bad struct pointer");
+	req.input = 8;
+	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EFAULT, "infer: bad input pointer");
+	req.input = (uintptr_t)in;
+	{
+		uint8_t big[sizeof(req) + 8];
+		unsigned int cmd = _IOC(_IOC_READ | _IOC_WRITE, FLAX_IOC_MAGIC,
+					_IOC_NR(FLAX_IOC_INFER), sizeof(big));
+
+		memset(big, 0, sizeof(big));
+		memcpy(big, &req, sizeof(req));
+		big[sizeof(big) - 1] = 0x80;
+		CHECK_ERR(ioctl(fd, cmd, big), E2BIG, "infer: oversized struct, non-zero tail");
+		cmd = _IOC(_IOC_READ | _IOC_WRITE, FLAX_IOC_MAGIC,
+			   _IOC_NR(FLAX_IOC_INFER), 32);
+		CHECK_ERR(ioctl(fd, cmd, big), EINVAL, "infer: struct below VER0");
+	}
+
+	/* No worker: the request times out and its slot comes back. */
+	t0 = now_s();
+	size = sizeof(out);
+	ret = infer(fd, id, in, sizeof(in), out, &size, 0);
+	CHECK(ret == -ETIMEDOUT && now_s() - t0 >= 0.39,
+	      "infer: no worker ETIMEDOUT after %.3f s", now_s() - t0);
+	t0 = now_s();
+	size = sizeof(out);
+	ret = infer(fd, id, in, sizeof(in), out, &size, 100);
+	CHECK(ret == -ETIMEDOUT && now_s() - t0 < 0.35,
+	      "infer: shorter request timeout honoured (%.3f s)", now_s() - t0);
+	CHECK(sysfs_num("err", "timeouts") == 2 && sysfs_num("err", "queued") == 0,
+	      "infer: sysfs timeouts 2, queued 0");
+
+	/* A signal ends a waiting request with EINTR; its slot comes back. */
+	{
+		struct sigaction sa = { .sa_handler = on_signal };
+
+		sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART */
+		start_clients(&c, 1, id, 0);
+		msleep(150);
+		pthread_kill(c.thread, SIGUSR1);
+		join_clients(&c, 1);
+		CHECK(c.ret == -EINTR && c.elapsed < 0.35,
+		      "infer: signal gives EINTR (%d after %.3f s)", c.ret, c.elapsed);
+		CHECK(sysfs_num("err", "queued") == 0, "infer: interrupted job dequeued");
+	}
+
+	/* Not a worker yet. */
+	{
+		struct flax_fetch f = { .max_jobs = 1 };
+		struct flax_complete cc = { 0 };
+		void *p;
+
+		CHECK_ERR(ioctl(fd, FLAX_IOC_FETCH, &f), ENXIO, "fetch: not a worker");
+		CHECK_ERR(ioctl(fd, FLAX_IOC_COMPLETE, &cc), ENXIO,
+			  "complete: not a worker");
+		p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		CHECK(p == MAP_FAILED && errno == ENXIO, "mmap: not a worker ENXIO");
+	}
+
+	/* Worker attach and mmap rules. */
+	memset(&w, 0, sizeof(w));
+	CHECK(worker_attach(&w, id) == 0, "attach: ok (ring %u)", w.att.worker);
+	CHECK(w.att.layout.magic == FLAX_REGION_MAGIC &&
+	      w.att.layout.nslots == 2 && w.att.layout.ring_entries == 2 &&
+	      w.att.layout.in_bytes == 16 && w.att.layout.out_bytes == 16 &&
+	      !memcmp(w.region, &w.att.layout, sizeof(w.att.layout)),
+	      "attach: layout returned and written at offset 0");
+	{
+		struct flax_worker_attach a = { .model_id = id };
+		size_t rs = w.att.layout.region_size;
+		void *p;
+
+		CHECK_ERR(ioctl(w.fd, FLAX_IOC_WORKER_ATTACH, &a), EINVAL,
+			  "attach: twice on one fd");
+		p = mmap(NULL, rs + 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
+		CHECK(p == MAP_FAILED && errno == EINVAL, "mmap: wrong size EINVAL");
+		p = mmap(NULL, rs, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 4096);
+		CHECK(p == MAP_FAILED && errno == EINVAL, "mmap: offset EINVAL");
+		p = mmap(NULL, rs, PROT_READ | PROT_WRITE, MAP_PRIVATE, w.fd, 0);
+		CHECK(p == MAP_FAILED && errno == EINVAL, "mmap: private EINVAL");
+		p = mmap(NULL, rs, PROT_READ | PROT_EXEC, MAP_SHARED, w.fd, 0);
+		CHECK(p == MAP_FAILED && errno == EPERM, "mmap: exec EPERM");
+		a.flags = 1;
+		CHECK_ERR(ioctl(fd, FLAX_IOC_WORKER_ATTACH, &a), EINVAL, "attach: flags");
+		a.flags = 0;
+		a.model_id = 999999;
+		CHECK_ERR(ioctl(fd, FLAX_IOC_WORKER_ATTACH, &a), ENOENT,
+			  "attach: unknown model");
+	}
+	{
+		struct flax_fetch f = { .max_jobs = 0 };
+
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: max_jobs 0 EINVAL");
+		f.max_jobs = 3;
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: max_jobs > nslots EINVAL");
+		f.max_jobs = 1;
+		f.max_wait_us = 10000001;
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: max_wait_us > 10 s EINVAL");
+		f.max_wait_us = 0;
+		f.flags = 1;
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: flags EINVAL");
+		f.flags = 0;
+		f.ncomplete = 3;
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: ncomplete > nslots EINVAL");
+		f.ncomplete = 0;
+		f.timeout_ms = 100;
+		t0 = now_s();
+		CHECK(fetch(w.fd, &f) == 0 && f.count == 0 && now_s() - t0 >= 0.09,
+		      "fetch: timeout with no job gives count 0");
+	}
+
+	/* Completions: a client waits, the worker fetches its job. */
+	start_clients(&c, 1, id, 0);
+	{
+		struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 2000 };
+		struct flax_ring_entry e;
+		uint32_t done = 99;
+
+		CHECK(fetch(w.fd, &f) == 0 && f.count == 1, "fetch: one job");
+		ring_read(&w, &f, &e);
+		CHECK(sysfs_num("err", "queued") == 0, "fetch: queue drained");
+		CHECK(complete(w.fd, e.slot, e.tag + 1, 0, 0, &done) == -EINVAL &&
+		      done == 0, "complete: wrong tag EINVAL, done 0");
+		CHECK(complete(w.fd, 2, e.tag, 0, 0, NULL) == -EINVAL,
+		      "complete: slot out of range EINVAL");
+		CHECK(complete(w.fd, e.slot ^ 1, e.tag, 0, 0, NULL) == -EINVAL,
+		      "complete: slot not fetched EINVAL");
+		CHECK(complete(w.fd, e.slot, e.tag, 0, 1, NULL) == -EINVAL,
+		      "complete: reserved EINVAL");
+		CHECK(complete(w.fd, e.slot, e.tag, 1, 0, NULL) == -EINVAL,
+		      "complete: positive status EINVAL");
+		CHECK(complete(w.fd, e.slot, e.tag, -4096, 0, NULL) == -EINVAL,
+		      "complete: status below -4095 EINVAL");
+		work_one(&w, e.slot);
+		CHECK(complete(w.fd, e.slot, e.tag, 0, 0, &done) == 0 && done == 1,
+		      "complete: good completion");
+		CHECK(complete(w.fd, e.slot, e.tag, 0, 0, NULL) == -EINVAL,
+		      "complete: double completion EINVAL");
+		join_clients(&c, 1);
+		CHECK(c.ret == 0 && !c.bad, "complete: the client got its result");
+	}
+
+	/* The worker's status reaches the client; kernel-internal ones do not. */
+	{
+		int32_t st[] = { -EPROTO, -EHWPOISON, -ERANGE, -512, -516, -4095 };
+		int want[] = { -EPROTO, -EHWPOISON, -ERANGE, -EIO, -EIO, -EIO };
+
+		for (int i = 0; i < 6; i++) {
+			struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 2000 };
+			struct flax_ring_entry e;
+
+			start_clients(&c, 1, id, 0);
+			fetch(w.fd, &f);
+			ring_read(&w, &f, &e);
+			complete(w.fd, e.slot, e.tag, st[i], 0, NULL);
+			join_clients(&c, 1);
+			CHECK(c.ret == want[i], "complete: status %d reaches the client as %d",
+			      st[i], c.ret);
+		}
+	}
+
+	/* A client that times out while its job is fetched: ABANDONED, the
+	 * slot is freed by the worker's completion.
+	 */
+	{
+		struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 2000 };
+		struct flax_ring_entry e;
+		struct client c2[2];
+
+		start_clients(&c, 1, id, 200);
+		fetch(w.fd, &f);
+		ring_read(&w, &f, &e);
+		join_clients(&c, 1);
+		CHECK(c.ret == -ETIMEDOUT, "abandon: client timed out while fetched");
+		/* Fill the other slot; the abandoned one is not free yet. */
+		start_clients(c2, 2, id, 300);
+		msleep(100);
+		{
+			struct flax_fetch f2 = { .max_jobs = 2, .timeout_ms = 1000 };
+			struct flax_ring_entry e2[2];
+
+			ret = fetch(w.fd, &f2);
+			CHECK(ret == 0 && f2.count == 1,
+			      "abandon: only one slot usable while abandoned (%u)",
+			      f2.count);
+			ring_read(&w, &f2, e2);
+			work_one(&w, e2[0].slot);
+			complete(w.fd, e2[0].slot, e2[0].tag, 0, 0, NULL);
+		}
+		CHECK(complete(w.fd, e.slot, e.tag, 0, 0, NULL) == 0,
+		      "abandon: worker completes the abandoned job");
+		join_clients(c2, 2);
+		CHECK((c2[0].ret == 0) + (c2[1].ret == 0) == 1,
+		      "abandon: one of two clients served (%d %d)", c2[0].ret,
+		      c2[1].ret);
+		__atomic_store_n(&w.stop, false, __ATOMIC_RELAXED);
+		pthread_create(&w.thread, NULL, worker_loop, &w);
+		start_clients(c2, 2, id, 0);
+		join_clients(c2, 2);
+		CHECK(!c2[0].ret && !c2[1].ret && !c2[0].bad && !c2[1].bad,
+		      "abandon: both slots usable again");
+		__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
+		pthread_join(w.thread, NULL);
+	}
+
+	/* Eight workers at most. */
+	{
+		int n = 0, ret9;
+
+		for (int i = 0; i < FLAX_MAX_WORKERS - 1; i++)
+			n += worker_attach(&wk[i], id) == 0;
+		ret9 = worker_attach(&wk[FLAX_MAX_WORKERS - 1], id);
+		CHECK(n == FLAX_MAX_WORKERS - 1 && ret9 == -EBUSY,
+		      "attach: ninth worker EBUSY");
+		CHECK(sysfs_num("err", "workers") == FLAX_MAX_WORKERS,
+		      "attach: sysfs workers %ld", sysfs_num("err", "workers"));
+		for (int i = 0; i < FLAX_MAX_WORKERS - 1; i++)
+			worker_detach(&wk[i]);
+		close(wk[FLAX_MAX_WORKERS - 1].fd);
+	}
+	worker_detach(&w);
+	CHECK(sysfs_num("err", "workers") == 0, "release: workers back to 0");
+	model_destroy(fd, id);
+	close(fd);
+}
+
+/* A worker in a child process: fetches @njobs jobs, reports them through
+ * @pipefd, then waits to be killed.
+ */
+static pid_t spawn_holder(uint32_t model_id, uint32_t njobs, int pipefd)
+{
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+
+	struct worker w;
+	struct flax_fetch f = {
+		.max_jobs = njobs, .max_wait_us = 5000000, .timeout_ms = 20000,
+	};
+	struct flax_ring_entry e[16];
+	uint32_t n = 0;
+
+	memset(&w, 0, sizeof(w));
+	if (worker_attach(&w, model_id))
+		_exit(1);
+	while (n < njobs) {
+		f.first = f.count = 0;
+		if (fetch(w.fd, &f))
+			_exit(2);
+		ring_read(&w, &f, e + n);
+		n += f.count;
+	}
+	if (write(pipefd, e, n * sizeof(e[0])) < 0)
+		_exit(3);
+	pause();
+	_exit(0);
+}
+
+static void test_kill(void)
+{
+	int fd = dev_open(), id, p[2], ok;
+	struct flax_ring_entry a[4], b[4];
+	struct flax_model_desc d;
+	struct client c[4];
+	struct worker w;
+	pid_t pid;
+	ssize_t n;
+
+	/* One death: the jobs are requeued with new tags, a second worker
+	 * serves them.
+	 */
+	desc_vec(&d, "kill", 4);
+	d.nslots = 4;
+	d.timeout_ms = 20000;
+	id = model_create(fd, &d);
+	CHECK(id > 0, "kill: create");
+	if (pipe(p))
+		return;
+	pid = spawn_holder(id, 4, p[1]);
+	start_clients(c, 4, id, 0);
+	n = read(p[0], a, sizeof(a));
+	CHECK(n == sizeof(a), "kill: child worker holds 4 jobs");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	msleep(50);
+	CHECK(sysfs_num("kill", "queued") == 4 && sysfs_num("kill", "workers") == 0,
+	      "kill: its 4 jobs are queued again");
+	pid = spawn_holder(id, 4, p[1]);
+	n = read(p[0], b, sizeof(b));
+	ok = n == sizeof(b);
+	for (int i = 0; i < 4 && ok; i++) {
+		bool found = false;
+
+		for (int j = 0; j < 4; j++)
+			found |= b[j].slot == a[i].slot && b[j].tag == a[i].tag + 1;
+		ok = found;
+	}
+	CHECK(ok, "kill: requeued jobs carry new tags");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	join_clients(c, 4);
+	ok = 0;
+	for (int i = 0; i < 4; i++)
+		ok += c[i].ret == -EIO;
+	CHECK(ok == 4, "kill: second death, max_retries 1: clients get EIO");
+	CHECK(sysfs_num("kill", "errors") == 4 && sysfs_num("kill", "queued") == 0,
+	      "kill: sysfs errors 4");
+
+	/* One death, then a live worker serves the requeued jobs. */
+	pid = spawn_holder(id, 4, p[1]);
+	start_clients(c, 4, id, 0);
+	n = read(p[0], a, sizeof(a));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	worker_start(&w, id, W_ECHO, 4, 1000);
+	join_clients(c, 4);
+	ok = 0;
+	for (int i = 0; i < 4; i++)
+		ok += !c[i].ret && !c[i].bad;
+	CHECK(ok == 4, "kill: requeued jobs served by another worker");
+	worker_stop(&w);
+	close(p[0]);
+	close(p[1]);
+	model_destroy(fd, id);
+	close(fd);
+}
+
+static void test_destroy(void)
+{
+	int fd = dev_open(), id, id2, n;
+	struct flax_model_desc d;
+	struct client c[3];
+	struct worker w;
+	char buf[32];
+	double t0;
+
+	/* Clients queued and waiting for a slot, no worker. */
+	desc_vec(&d, "destroy", 4);
+	d.nslots = 2;
+	d.timeout_ms = 20000;
+	id = model_create(fd, &d);
+	start_clients(c, 3, id, 0);
+	msleep(300);
+	CHECK(sysfs_num("destroy", "queued") == 2, "destroy: 2 queued, 1 waits for a slot");
+	t0 = now_s();
+	CHECK(model_destroy(fd, id) == 0, "destroy: with waiting clients");
+	join_clients(c, 3);
+	n = 0;
+	for (int i = 0; i < 3; i++)
+		n += c[i].ret == -ENODEV;
+	CHECK(n == 3 && now_s() - t0 < 2, "destroy: clients woken with ENODEV (%d)", n);
+
+	/* A worker holds the job. */
+	id = model_create(fd, &d);
+	memset(&w, 0, sizeof(w));
+	worker_attach(&w, id);
+	start_clients(c, 1, id, 0);
+	{
+		struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 5000 };
+		struct flax_ring_entry e;
+
+		CHECK(fetch(w.fd, &f) == 0 && f.count == 1, "destroy: worker fetched");
+		ring_read(&w, &f, &e);
+		model_destroy(fd, id);
+		join_clients(c, 1);
+		CHECK(c[0].ret == -ENODEV, "destroy: client of a fetched job ENODEV");
+		CHECK(fetch(w.fd, &f) == -ENODEV, "destroy: worker FETCH ENODEV");
+		CHECK(complete(w.fd, e.slot, e.tag, 0, 0, NULL) == -ENODEV,
+		      "destroy: worker COMPLETE ENODEV");
+		/* The region stays mapped and usable until unmapped. */
+		memset(out_slot(&w, e.slot), 0, w.att.layout.out_bytes);
+	}
+	{
+		float in[4] = { 0 }, out[4];
+		uint32_t size = sizeof(out);
+
+		CHECK(infer(fd, id, in, sizeof(in), out, &size, 0) == -ENOENT,
+		      "destroy: INFER afterwards ENOENT");
+	}
+	CHECK(sysfs_read("destroy", "id", buf, sizeof(buf)) == -ENOENT,
+	      "destroy: sysfs directory gone");
+	id2 = model_create(fd, &d);
+	CHECK(id2 > 0 && id2 != id, "destroy: name reusable, new id (%d, was %d)",
+	      id2, id);
+	worker_detach(&w);
+	model_destroy(fd, id2);
+	close(fd);
+}
+
+/* Module load/unload.  Needs the path of flaxdev.ko. */
+
+static int load(const char *ko, const char *params)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+static int unload(void)
+{
+	return syscall(SYS_delete_module, "flaxdev", O_NONBLOCK) ? -errno : 0;
+}
+
+static long meminfo(const char *key)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			v = strtol(line + strlen(key) + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static void test_modload(const char *ko)
+{
+	int fd = dev_open(), ret, ok = 0;
+	long vm0, vm1;
+
+	ret = unload();
+	CHECK(ret == -EWOULDBLOCK || ret == -EBUSY, "rmmod: refused while an fd is open (%d)",
+	      ret);
+	close(fd);
+	/* A model left behind is destroyed by the module exit. */
+	fd = dev_open();
+	{
+		struct flax_model_desc d;
+
+		desc_vec(&d, "leftover", 4);
+		model_create(fd, &d);
+	}
+	close(fd);
+	CHECK(unload() == 0, "rmmod: succeeds once closed, a model left");
+	CHECK(access(DEV, F_OK) != 0, "rmmod: /dev/flax gone");
+	CHECK(load(ko, "max_slots=0") == -EINVAL, "insmod: max_slots=0 refused");
+	CHECK(load(ko, "nslots=300") == -EINVAL, "insmod: nslots > max_slots refused");
+
+	vm0 = meminfo("VmallocUsed:");
+	for (int i = 0; i < 20; i++) {
+		struct flax_model_desc d;
+		struct worker w;
+		float in[4] = { 1, 2, 3, 4 }, out[4];
+		uint32_t size = sizeof(out);
+
+		if (load(ko, ""))
+			break;
+		for (int t = 0; t < 100 && access(DEV, R_OK | W_OK); t++)
+			msleep(10);
+		fd = dev_open();
+		desc_vec(&d, "cycle", 4);
+		if (model_create(fd, &d) > 0 &&
+		    !worker_start(&w, d.id, W_ECHO, 1, 0)) {
+			ret = infer(fd, d.id, in, sizeof(in), out, &size, 0);
+			worker_stop(&w);
+			ok += !ret && out[3] == 9.0f;
+		}
+		close(fd);
+		if (unload())
+			break;
+	}
+	vm1 = meminfo("VmallocUsed:");
+	CHECK(ok == 20, "insmod/rmmod: 20 cycles with a model and a request (%d)", ok);
+	CHECK(vm1 - vm0 < 1024, "insmod/rmmod: VmallocUsed %ld kB -> %ld kB", vm0, vm1);
+	CHECK(load(ko, "") == 0, "insmod: loaded again");
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+	{ "info", test_info },
+	{ "create", test_create },
+	{ "digits", test_digits },
+	{ "raw", test_raw },
+	{ "concurrent", test_concurrent },
+	{ "errors", test_errors },
+	{ "kill", test_kill },
+	{ "destroy", test_destroy },
+};
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s all | TEST... | modload KO\n", argv[0]);
+		return 2;
+	}
+	if (access(DEV, F_OK)) {
+		printf("# %s missing: is flaxdev.ko loaded?\n", DEV);
+		return 4;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	if (!strcmp(argv[1], "modload")) {
+		if (argc != 3) {
+			fprintf(stderr, "usage: %s modload PATH/flaxdev.ko\n", argv[0]);
+			return 2;
+		}
+		test_modload(argv[2]);
+	} else {
+		size_t ntests = sizeof(tests) / sizeof(tests[0]);
+
+		for (int a = 1; a < argc; a++) {
+			bool all = !strcmp(argv[a], "all"), found = all;
+
+			for (size_t i = 0; i < ntests; i++) {
+				if (!all && strcmp(argv[a], tests[i].name))
+					continue;
+				found = true;
+				printf("# %s\n", tests[i].name);
+				tests[i].fn();
+			}
+			if (!found) {
+				fprintf(stderr, "unknown test %s\n", argv[a]);
+				return 2;
+			}
+		}
+	}
+	printf("%d passed, %d failed\n", npassed, nfailed);
+	return nfailed ? 1 : 0;
+}
