@@ -1,0 +1,81 @@
+"""``flaxdev``: command-line interface to the flax device.
+
+Subcommands (one module each in :mod:`pyflaxdev.commands`): ``serve``,
+``infer``, ``status``, ``bench``, ``vm``.  Results go to stdout, progress and
+errors to stderr.  Exit status: 0 success, 1 failure (a :class:`FlaxError` is
+printed as ``flaxdev: <message>`` without a traceback; ``-v`` adds it),
+2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from pyflaxdev.commands import bench, infer, serve, status, vm
+from pyflaxdev.device import default_path
+from pyflaxdev.errors import FlaxError
+
+__all__ = ["build_parser", "main"]
+
+COMMANDS = (serve, infer, status, bench, vm)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="flaxdev", description="Serve and query Flax models through /dev/flax."
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="PATH",
+        help=f"device node (default: $FLAXDEV_DEVICE or {default_path()})",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging (-vv: debug); tracebacks on errors",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="flaxdev: %(message)s", stream=sys.stderr)
+    if verbose < 2:  # JAX and absl are chatty at INFO
+        for name in ("jax", "absl", "jax._src"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        code: int = args.run(args)
+        return code
+    except FlaxError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"flaxdev: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("flaxdev: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pyflaxdev.errors import InvalidArgument, ModelNotFound
+
+
+def doc(text: str | None) -> str:
+    """A module docstring as argparse help text (reST ``literals`` unquoted)."""
+    return (text or "").replace("``", "")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse ``1,8,64`` (argparse type)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,8,64, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def zoo_spec(name: str, *, required: bool = True) -> Any:
+    """The shipped model ``name`` (a ModelSpec), or None when not required and unknown."""
+    from pyflaxdev import models
+
+    try:
+        return models.get(name)
+    except ModelNotFound:
+        if required:
+            raise
+        return None
+
+
+def progress(message: str) -> None:
+    """Print a progress line to stderr."""
+    print(f"flaxdev: {message}", file=sys.stderr, flush=True)
+
+
+def check_positive(value: int, what: str) -> None:
+    """Raise InvalidArgument unless ``value`` >= 1."""
+    if value < 1:
+        raise InvalidArgument(f"{what} must be at least 1, got {value}")

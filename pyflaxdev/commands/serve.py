@@ -1,0 +1,149 @@
+"""``flaxdev serve MODEL``: run a worker for a shipped model until SIGINT/SIGTERM.
+
+With ``--create`` the device model is created from the shipped description if
+it does not exist.  The worker compiles its batch sizes, attaches, prints a
+line containing :data:`READY_MARK` to stderr and serves.  The loop runs in a
+thread that blocks signals; the main thread turns SIGINT/SIGTERM into a stop
+request, so a FETCH is never interrupted half-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from pyflaxdev.commands._common import check_positive, doc, int_list, progress, zoo_spec
+from pyflaxdev.device import Device
+from pyflaxdev.errors import InvalidArgument, ModelNotFound
+from pyflaxdev.runner import DEFAULT_BATCH_SIZES
+from pyflaxdev.worker import WorkerStats, block_async_signals, serve
+
+READY_MARK = "worker ready"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``serve``."""
+    p = sub.add_parser("serve", help="serve a shipped model (worker)", description=doc(__doc__))
+    p.add_argument("model", metavar="MODEL", help="shipped model (e.g. digits)")
+    p.add_argument("--name", help="device model name (default: MODEL)")
+    p.add_argument("--create", action="store_true", help="create the device model if missing")
+    p.add_argument("--nslots", type=int, default=64, help="slots, with --create (default 64)")
+    p.add_argument(
+        "--timeout-ms",
+        type=int,
+        default=0,
+        help="request timeout, with --create (default: the module's)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=int_list,
+        default=DEFAULT_BATCH_SIZES,
+        metavar="B1,B2,...",
+        help="compiled batch sizes (default 1,2,4,...,64)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest batch (drops larger sizes, adds N)",
+    )
+    p.add_argument(
+        "--max-wait-us",
+        type=int,
+        default=0,
+        metavar="US",
+        help="how long FETCH waits for a batch to fill (default 0)",
+    )
+    p.add_argument(
+        "--fetch-timeout-ms",
+        type=int,
+        default=200,
+        metavar="MS",
+        help="FETCH timeout, i.e. how often stop is checked (default 200)",
+    )
+    p.set_defaults(run=run)
+
+
+def batch_sizes(sizes: tuple[int, ...], max_batch: int | None) -> tuple[int, ...]:
+    """Apply ``--max-batch`` to the batch sizes."""
+    if max_batch is None:
+        return sizes
+    check_positive(max_batch, "--max-batch")
+    return (*(b for b in sorted(set(sizes)) if b < max_batch), max_batch)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until a signal or the model's destruction."""
+    spec = zoo_spec(args.model)
+    name = args.name or spec.name
+    sizes = batch_sizes(args.batch_sizes, args.max_batch)
+    with Device(args.device) as dev:
+        try:
+            info = dev.describe(name)
+        except ModelNotFound:
+            if not args.create:
+                raise ModelNotFound(
+                    f"model {name!r} not found (ENOENT); use --create to create it"
+                ) from None
+            info = spec.create(
+                dev, name=name, nslots=args.nslots, timeout_ms=args.timeout_ms, exist_ok=True
+            ).info
+            progress(f"created model {name!r} (id {info.id}, {info.nslots} slots)")
+        if info.input != spec.input or info.output != spec.output:
+            raise InvalidArgument(
+                f"device model {name!r} is {info.input} -> {info.output}, but shipped"
+                f" {spec.name!r} is {spec.input} -> {spec.output}"
+            )
+    progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}")
+    stop = threading.Event()
+    stats = WorkerStats()
+    errors: list[BaseException] = []
+
+    def ready() -> None:
+        progress(
+            f"{READY_MARK}: model {name!r}, batch sizes {list(sizes)},"
+            f" max wait {args.max_wait_us} µs"
+        )
+
+    def work() -> None:
+        block_async_signals()
+        try:
+            serve(
+                spec.module,
+                spec.params,
+                model=name,
+                device=args.device,
+                batch_sizes=sizes,
+                max_wait_us=args.max_wait_us,
+                fetch_timeout_ms=args.fetch_timeout_ms,
+                stop=stop,
+                ready=ready,
+                stats=stats,
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        progress(f"{signal.Signals(signum).name}: stopping")
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread = threading.Thread(target=work, name="flaxdev-worker")
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if errors:
+        raise errors[0]
+    sizes_seen = ", ".join(f"{b}×{n}" for b, n in sorted(stats.batch_sizes.items()))
+    progress(
+        f"served {stats.jobs} jobs in {stats.batches} batches ({sizes_seen or 'none'}),"
+        f" {stats.failed_jobs} failed"
+    )
+    return 0

@@ -1,0 +1,293 @@
+"""Exceptions: every failure is a :class:`FlaxError`, an ``OSError`` with an errno.
+
+The message says what was wrong in the caller's terms and ends with the errno's
+symbolic name, e.g. ``model 'nope' not found (ENOENT)``.  Subclasses follow the
+errno and also derive from the matching built-in ``OSError`` subclass where one
+exists, so ``except TimeoutError`` or ``except FileNotFoundError`` work too.
+
+:func:`check` is the one place where an ioctl's ``-errno`` becomes an exception
+(pygit2's ``check_error`` habit); :func:`open_error` does the same for
+``open(2)`` of the device.
+"""
+
+from __future__ import annotations
+
+import errno as codes
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "AbiMismatch",
+    "BufferTooSmall",
+    "Busy",
+    "DeviceNotFound",
+    "FlaxError",
+    "Interrupted",
+    "InvalidArgument",
+    "ModelExists",
+    "ModelGone",
+    "ModelNotFound",
+    "NotAFlaxDevice",
+    "NotAttached",
+    "OutOfResources",
+    "PermissionDenied",
+    "Timeout",
+    "WorkerFailed",
+    "check",
+    "errno_name",
+    "error_for",
+    "open_error",
+]
+
+
+def errno_name(code: int) -> str:
+    """Symbolic name of an errno (``ENOENT``), or its number if unknown."""
+    return codes.errorcode.get(code, str(code))
+
+
+class FlaxError(OSError):
+    """Base class of pyflaxdev errors: an ``OSError`` whose message says what was wrong.
+
+    Attributes: ``errno`` (the errno), ``message`` (the full message, also
+    ``str(exc)`` and ``strerror``), ``filename`` (the device path, when known).
+    """
+
+    default_errno: ClassVar[int] = codes.EIO
+
+    def __init__(
+        self, message: str, errno: int | None = None, *, filename: str | None = None
+    ) -> None:
+        code = self.default_errno if errno is None else errno
+        super().__init__(code, message)
+        self.message = message
+        if filename is not None:
+            self.filename = filename
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.errno), {"filename": self.filename})
+
+
+class ModelNotFound(FlaxError, FileNotFoundError):
+    """No model by that name or id (``ENOENT``)."""
+
+    default_errno = codes.ENOENT
+
+
+class DeviceNotFound(FlaxError, FileNotFoundError):
+    """The device node does not exist or has no module behind it (``ENOENT``, ``ENXIO``)."""
+
+    default_errno = codes.ENOENT
+
+
+class ModelExists(FlaxError, FileExistsError):
+    """A model with that name exists already (``EEXIST``)."""
+
+    default_errno = codes.EEXIST
+
+
+class InvalidArgument(FlaxError, ValueError):
+    """An argument was rejected, by pyflaxdev's checks or by the module (``EINVAL``)."""
+
+    default_errno = codes.EINVAL
+
+
+class Timeout(FlaxError, TimeoutError):
+    """A request was not served in time (``ETIMEDOUT``)."""
+
+    default_errno = codes.ETIMEDOUT
+
+
+class Interrupted(FlaxError, InterruptedError):
+    """A signal interrupted a wait that could not be resumed (``EINTR``)."""
+
+    default_errno = codes.EINTR
+
+
+class WorkerFailed(FlaxError):
+    """The worker failed the job, or died too often while holding it (``EIO``)."""
+
+    default_errno = codes.EIO
+
+
+class BufferTooSmall(FlaxError):
+    """The result buffer is too small (``ENOSPC``); ``needed`` holds the size required."""
+
+    default_errno = codes.ENOSPC
+    needed: int | None = None
+
+
+class AbiMismatch(FlaxError):
+    """The module rejects the struct size (``E2BIG``) or does not know the ioctl."""
+
+    default_errno = codes.E2BIG
+
+
+class NotAFlaxDevice(FlaxError):
+    """The file does not answer flaxdev ioctls (``ENOTTY``)."""
+
+    default_errno = codes.ENOTTY
+
+
+class Busy(FlaxError, BlockingIOError):
+    """A resource is in use (``EBUSY``, ``EAGAIN``): e.g. an fd already attached."""
+
+    default_errno = codes.EBUSY
+
+
+class ModelGone(FlaxError):
+    """The model was destroyed while in use (``ENODEV``, ``ESHUTDOWN``)."""
+
+    default_errno = codes.ENODEV
+
+
+class OutOfResources(FlaxError):
+    """The module is out of memory or of model/slot capacity (``ENOMEM``, ``ENOSPC`` on create)."""
+
+    default_errno = codes.ENOMEM
+
+
+class NotAttached(FlaxError):
+    """A worker ioctl on an fd that is not attached as a worker (``ENXIO``)."""
+
+    default_errno = codes.ENXIO
+
+
+class PermissionDenied(FlaxError, PermissionError):
+    """Not allowed (``EACCES``, ``EPERM``)."""
+
+    default_errno = codes.EACCES
+
+
+ERRNO_CLASSES: dict[int, type[FlaxError]] = {
+    codes.ENOENT: ModelNotFound,
+    codes.EEXIST: ModelExists,
+    codes.EINVAL: InvalidArgument,
+    codes.ETIMEDOUT: Timeout,
+    codes.EINTR: Interrupted,
+    codes.EIO: WorkerFailed,
+    codes.ENOSPC: BufferTooSmall,
+    codes.E2BIG: AbiMismatch,
+    codes.ENOTTY: NotAFlaxDevice,
+    codes.EBUSY: Busy,
+    codes.EAGAIN: Busy,
+    codes.ENODEV: ModelGone,
+    codes.ESHUTDOWN: ModelGone,
+    codes.ENOMEM: OutOfResources,
+    codes.EACCES: PermissionDenied,
+    codes.EPERM: PermissionDenied,
+    codes.ENXIO: NotAttached,
+}
+
+# What an errno means for a given operation, in the caller's terms.  Placeholders
+# are filled from the context passed to check(); a missing one falls back to the
+# generic text.  "{what}" is always available (e.g. "MODEL_GET of model 'x'").
+_MESSAGES: dict[tuple[str, int], str] = {
+    ("MODEL_GET", codes.ENOENT): "model {model!r} not found",
+    ("MODEL_DESTROY", codes.ENOENT): "model {model} not found",
+    ("MODEL_CREATE", codes.EEXIST): "model {model!r} already exists",
+    ("MODEL_CREATE", codes.ENOSPC): "cannot create model {model!r}: the module's model limit"
+    " is reached",
+    ("MODEL_CREATE", codes.ENOMEM): "cannot create model {model!r}: out of memory for its"
+    " slot region",
+    ("MODEL_CREATE", codes.EINVAL): "model description for {model!r} rejected by the module",
+    ("INFER", codes.ENOENT): "model {model!r} no longer exists",
+    ("INFER", codes.ENODEV): "model {model!r} was destroyed during the request",
+    ("INFER", codes.ETIMEDOUT): "inference on model {model!r} timed out after {timeout_ms} ms"
+    " (is a worker serving it?)",
+    ("INFER", codes.EIO): "the worker failed the request on model {model!r}",
+    ("INFER", codes.ENOSPC): "result of model {model!r} needs {needed} bytes, buffer has {have}",
+    ("INFER", codes.EINVAL): "request for model {model!r} rejected by the module",
+    ("INFER", codes.EINTR): "inference on model {model!r} interrupted by a signal",
+    ("WORKER_ATTACH", codes.EBUSY): "cannot attach to model {model!r}: it has its maximum"
+    " number of workers",
+    ("WORKER_ATTACH", codes.EINVAL): "cannot attach to model {model!r}: this fd is already a"
+    " worker (one model per fd, attached once)",
+    ("WORKER_ATTACH", codes.ENODEV): "model {model!r} was destroyed",
+    ("WORKER_ATTACH", codes.ENOENT): "model {model!r} not found",
+    ("FETCH", codes.EINVAL): "FETCH on model {model!r} rejected (a completion names a job this"
+    " worker does not hold, or bad arguments)",
+    ("FETCH", codes.ENODEV): "model {model!r} was destroyed",
+    ("COMPLETE", codes.EINVAL): "COMPLETE on model {model!r} rejected (a completion names a job"
+    " this worker does not hold)",
+}
+
+_GENERIC: dict[int, str] = {
+    codes.ENOTTY: "{path} does not understand {op}: not a flax device, or a module without it",
+    codes.E2BIG: "{op}: the module is older than pyflaxdev and rejects its larger struct",
+    codes.EACCES: "{op} not permitted on {path}",
+    codes.EPERM: "{op} not permitted on {path}",
+    codes.EFAULT: "{op}: the module could not access a buffer (pyflaxdev bug)",
+    codes.ENXIO: "{op}: this fd is not attached as a worker (WORKER_ATTACH first)",
+}
+
+
+class _Context(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+
+def _format(template: str, context: Mapping[str, object]) -> str | None:
+    try:
+        return template.format_map(_Context(context))
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def error_for(code: int, op: str, context: Mapping[str, object] | None = None) -> FlaxError:
+    """Build the exception for ``op`` (e.g. ``"INFER"``) failing with errno ``code``.
+
+    ``context`` supplies details for the message: ``model``, ``path``,
+    ``timeout_ms``, ``needed``, ``have``, ...
+    """
+    ctx: dict[str, object] = {"op": op, "path": "the device"}
+    ctx.update(context or {})
+    message = None
+    for template in (_MESSAGES.get((op, code)), _GENERIC.get(code)):
+        if template is not None:
+            message = _format(template, ctx)
+            if message is not None:
+                break
+    if message is None:
+        subject = f" on model {ctx['model']!r}" if "model" in ctx else ""
+        message = f"{op}{subject} failed: {os.strerror(code)}"
+    cls = ERRNO_CLASSES.get(code, FlaxError)
+    if op == "MODEL_CREATE" and code == codes.ENOSPC:
+        cls = OutOfResources
+    exc = cls(f"{message} ({errno_name(code)})", code)
+    path = ctx.get("path")
+    if isinstance(path, str) and path != "the device":
+        exc.filename = path
+    if isinstance(exc, BufferTooSmall) and isinstance(ctx.get("needed"), int):
+        exc.needed = ctx["needed"]  # type: ignore[assignment]
+    return exc
+
+
+def check(result: int, op: str, context: Mapping[str, object] | None = None) -> int:
+    """Return ``result`` if it is >= 0, else raise the :class:`FlaxError` for ``-result``."""
+    if result >= 0:
+        return result
+    raise error_for(-result, op, context)
+
+
+def open_error(path: str, exc: OSError) -> FlaxError:
+    """Translate an ``OSError`` from opening the device into a :class:`FlaxError`."""
+    code = exc.errno or codes.EIO
+    name = errno_name(code)
+    if code in (codes.ENOENT, codes.ENODEV, codes.ENXIO):
+        return DeviceNotFound(
+            f"cannot open {path}: no such device ({name}); is the flaxdev module loaded?",
+            code,
+            filename=path,
+        )
+    if code in (codes.EACCES, codes.EPERM):
+        return PermissionDenied(
+            f"cannot open {path}: permission denied ({name}); check the device's mode or"
+            " the udev rule",
+            code,
+            filename=path,
+        )
+    return FlaxError(f"cannot open {path}: {os.strerror(code)} ({name})", code, filename=path)

@@ -1,0 +1,164 @@
+"""ModelSpec: everything needed to create, serve and check one zoo model.
+
+The description (shapes, normalisation, post chain, labels) is plain data and
+cheap to load; the Flax module and its parameters load (and import JAX/Flax)
+only when first used, so a client can use a spec without JAX.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pyflaxdev import reference
+from pyflaxdev.results import Result
+from pyflaxdev.spec import Normalization, TensorSpec
+
+if TYPE_CHECKING:
+    from pyflaxdev.device import Device
+    from pyflaxdev.model import Model
+    from pyflaxdev.worker import ServeHandle, WorkerStats
+
+__all__ = ["ModelSpec"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """A shipped model: description plus lazily loaded module and parameters."""
+
+    name: str
+    input: TensorSpec
+    output: TensorSpec
+    normalize: Normalization | None
+    post: tuple[str, ...]
+    topk: int
+    labels: tuple[str, ...]
+    make_module: Callable[[], Any] = field(repr=False)
+    load_params: Callable[[], Any] = field(repr=False)
+    load_heldout: Callable[[], tuple[npt.NDArray[Any], npt.NDArray[np.int64]]] = field(repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # -- description ---------------------------------------------------------
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one client input."""
+        return self.input.shape
+
+    @property
+    def input_dtype(self) -> np.dtype[Any]:
+        """dtype of a client input."""
+        return self.input.dtype
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one model output (before postprocessing)."""
+        return self.output.shape
+
+    # -- lazily loaded parts -------------------------------------------------
+
+    @functools.cached_property
+    def module(self) -> Any:
+        """The Flax module (imports Flax)."""
+        return self.make_module()
+
+    @functools.cached_property
+    def params(self) -> Any:
+        """The shipped parameters (a pytree of numpy arrays)."""
+        return self.load_params()
+
+    @functools.cached_property
+    def _apply(self) -> Callable[[Any, Any], Any]:
+        import jax
+
+        fn: Callable[[Any, Any], Any] = jax.jit(self.module.apply)
+        return fn
+
+    def heldout(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+        """The held-out inputs (client dtype, ``[n, *input_shape]``) and their labels."""
+        return self.load_heldout()
+
+    # -- in-process reference --------------------------------------------------
+
+    def preprocess(self, x: npt.ArrayLike) -> npt.NDArray[Any]:
+        """What the worker sees for ``x``: normalised float32, exactly as the kernel does it."""
+        if self.normalize is None:
+            return np.asarray(x, dtype=self.input.dtype)
+        return reference.normalize(np.asarray(x, dtype=self.input.dtype), self.normalize)
+
+    def reference(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """In-process output (logits) for one input or a batch ``[n, *input_shape]``.
+
+        Same float32 normalisation as the kernel, then ``module.apply``.  Returns
+        ``[*output_shape]`` for one input, ``[n, *output_shape]`` for a batch.
+        """
+        a = np.asarray(x, dtype=self.input.dtype)
+        single = a.shape == self.input.shape
+        batch = a[None] if single else a
+        y = np.asarray(self._apply(self.params, self.preprocess(batch)), dtype=np.float32)
+        y = y.reshape(len(batch), *self.output.shape)
+        return y[0] if single else y
+
+    def reference_result(self, x: npt.ArrayLike) -> Result:
+        """In-process postprocessed result for one input (numpy softmax/top-k)."""
+        return reference.postprocess(self.reference(x), self.post, self.topk)
+
+    def accuracy(self, x: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None) -> float:
+        """Top-1 accuracy of :meth:`reference` (on the held-out split by default)."""
+        if x is None or y is None:
+            x, y = self.heldout()
+        logits = self.reference(x).reshape(len(np.asarray(y)), -1)
+        return float(np.mean(logits.argmax(axis=1) == np.asarray(y)))
+
+    # -- device helpers --------------------------------------------------------
+
+    def create(
+        self,
+        device: Device,
+        *,
+        name: str | None = None,
+        nslots: int = 64,
+        timeout_ms: int = 0,
+        exist_ok: bool = False,
+    ) -> Model:
+        """Create this model on ``device`` (as ``name``, default the spec's name)."""
+        return device.create_model(
+            name or self.name,
+            self.input.shape,
+            self.input.dtype,
+            self.output.shape,
+            normalize=self.normalize,
+            post=self.post,
+            topk=self.topk,
+            nslots=nslots,
+            timeout_ms=timeout_ms,
+            exist_ok=exist_ok,
+        )
+
+    def serve(self, *, model: str | None = None, **kwargs: Any) -> WorkerStats:
+        """``pyflaxdev.serve`` with this spec's module and parameters."""
+        from pyflaxdev.worker import serve
+
+        return serve(self.module, self.params, model=model or self.name, **kwargs)
+
+    def serving(
+        self, *, model: str | None = None, **kwargs: Any
+    ) -> AbstractContextManager[ServeHandle]:
+        """``pyflaxdev.serving`` for this spec: ``with spec.serving(...) as handle:``."""
+        from pyflaxdev.worker import serving
+
+        return serving(self.module, self.params, model=model or self.name, **kwargs)
+
+    def label(self, index: int) -> str:
+        """The label of class ``index`` (its number if there is none)."""
+        return self.labels[index] if 0 <= index < len(self.labels) else str(index)
+
+    def labelled(self, pairs: Sequence[tuple[int, float]]) -> list[tuple[str, float]]:
+        """``(index, score)`` pairs with labels instead of indices."""
+        return [(self.label(i), s) for i, s in pairs]

@@ -1,0 +1,116 @@
+"""Batched, jit-compiled application of a model: gather -> pad -> ``jit(apply)`` -> rows.
+
+One compiled function per allowed batch size: a batch of ``n`` jobs is padded
+to the smallest allowed size ``>= n`` (pad rows are zeros and their outputs
+are dropped), so there are never more compilations than sizes.  JAX is
+imported here and only here (a pure client never imports it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pyflaxdev.errors import InvalidArgument
+from pyflaxdev.spec import TensorSpec
+
+__all__ = ["ApplyFn", "BatchRunner", "plan_batches"]
+
+log = logging.getLogger("pyflaxdev.worker")
+
+#: ``apply(params, x) -> y`` with ``x`` of shape ``[batch, *input_shape]``.
+ApplyFn = Callable[[Any, Any], Any]
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def plan_batches(batch_sizes: Sequence[int], nslots: int) -> tuple[tuple[int, ...], int]:
+    """Choose the compiled batch sizes and FETCH's ``max_jobs`` for a model.
+
+    ``max_jobs`` is the largest size, capped to ``nslots``; sizes that can never
+    be needed (beyond the smallest one that holds ``max_jobs``) are dropped.
+    """
+    sizes = sorted({int(b) for b in batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise InvalidArgument(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if nslots < 1:
+        raise InvalidArgument(f"model has {nslots} slots")
+    max_jobs = min(sizes[-1], nslots)
+    cover = next(b for b in sizes if b >= max_jobs)
+    return (*(b for b in sizes if b < max_jobs), cover), max_jobs
+
+
+def as_apply_fn(apply: ApplyFn | Any) -> ApplyFn:
+    """A Flax ``nn.Module`` becomes its ``apply``; any other callable is used as is."""
+    method = getattr(apply, "apply", None)
+    if callable(method) and not isinstance(apply, type):
+        fn: ApplyFn = method
+        return fn
+    if callable(apply):
+        return apply
+    raise InvalidArgument(f"expected a Flax module or an apply(params, x) callable, got {apply!r}")
+
+
+class BatchRunner:
+    """Runs ``jit(apply)`` on gathered slot inputs at a fixed set of batch sizes."""
+
+    def __init__(
+        self,
+        apply: ApplyFn | Any,
+        params: Any,
+        input_spec: TensorSpec,
+        output_size: int,
+        batch_sizes: Sequence[int],
+    ) -> None:
+        import jax
+
+        self._fn = jax.jit(as_apply_fn(apply))
+        self._params = jax.device_put(params)
+        self.input_spec = input_spec
+        self.output_size = output_size
+        self.sizes = tuple(sorted(set(batch_sizes)))
+        self._buffers = {
+            b: np.zeros((b, *input_spec.shape), dtype=input_spec.dtype) for b in self.sizes
+        }
+
+    def size_for(self, n: int) -> int:
+        """The smallest compiled batch size that holds ``n`` rows."""
+        for b in self.sizes:
+            if b >= n:
+                return b
+        raise ValueError(f"batch of {n} exceeds the largest size {self.sizes[-1]}")
+
+    def warmup(self, progress: Callable[[int, float], None] | None = None) -> None:
+        """Compile every batch size now; ``progress(batch_size, seconds)`` after each."""
+        for b in self.sizes:
+            t0 = time.perf_counter()
+            self._run(self._buffers[b])
+            seconds = time.perf_counter() - t0
+            log.info("compiled batch size %d in %.2f s", b, seconds)
+            if progress is not None:
+                progress(b, seconds)
+
+    def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
+        """Apply the model to ``inputs[rows]``; return ``[len(rows), output_size]`` float32."""
+        n = len(rows)
+        b = self.size_for(n)
+        buf = self._buffers[b]
+        np.take(inputs, rows, axis=0, out=buf[:n])
+        if n < b:
+            buf[n:] = 0
+        return self._run(buf)[:n]
+
+    def _run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        y = np.asarray(self._fn(self._params, batch))
+        b = batch.shape[0]
+        if y.size != b * self.output_size:
+            raise InvalidArgument(
+                f"model output has shape {list(y.shape)} for a batch of {b};"
+                f" the device model expects {self.output_size} values per input"
+            )
+        return y.reshape(b, self.output_size).astype(np.float32, copy=False)

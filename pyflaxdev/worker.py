@@ -1,0 +1,416 @@
+"""The worker side: attach to a model, fetch batches, complete them.
+
+:class:`Worker` is the thin, explicit layer (one method per ioctl, numpy views
+of the region), for tests that need to act as a worker step by step or
+misbehave on purpose.  :func:`serve` is the loop built on it::
+
+    FETCH(previous batch's completions)          one syscall per batch
+      -> entries ring[first .. first+count)      slots and tags
+      -> inputs[slots], padded, jit(apply)       one call per batch
+      -> outputs[slots] = y; status 0            (-EIO for the batch if apply raised)
+
+:func:`serving` runs :func:`serve` in a background thread for the length of a
+``with`` block.
+
+Signals: the module ends a FETCH that was interrupted *after* applying its
+completions successfully with ``count`` 0 (restarting it would apply them
+twice), and fails it with ``EINTR`` only before applying any.  So
+:meth:`Worker.fetch` reports ``EINTR`` as an empty, interrupted batch with
+``done`` 0 and the loop resends all its completions; a Python handler that
+raises (``KeyboardInterrupt``) ends the loop, and the jobs the worker held are
+requeued when its fd is closed.  Threads started by :func:`serving` (and
+``flaxdev serve``) block asynchronous signals, so the main thread gets them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pyflaxdev import ioctls, uapi
+from pyflaxdev.device import Device
+from pyflaxdev.errors import FlaxError, InvalidArgument, ModelGone, ModelNotFound, check
+from pyflaxdev.model import Model
+from pyflaxdev.region import Layout, Region
+from pyflaxdev.runner import DEFAULT_BATCH_SIZES, ApplyFn, BatchRunner, plan_batches
+from pyflaxdev.spec import ModelInfo
+from pyflaxdev.uapi import ffi, numpy_dtype
+
+__all__ = [
+    "Batch",
+    "Completions",
+    "ServeHandle",
+    "Worker",
+    "WorkerStats",
+    "serve",
+    "serving",
+]
+
+log = logging.getLogger("pyflaxdev.worker")
+
+COMPLETION_DTYPE = numpy_dtype("struct flax_completion")
+DEFAULT_FETCH_TIMEOUT_MS = 200
+
+
+class Completions:
+    """A batch of ``struct flax_completion`` in C memory, with a numpy view ``array``."""
+
+    def __init__(self, capacity: int) -> None:
+        self._c = ffi.new("struct flax_completion[]", max(capacity, 1))
+        self.array: npt.NDArray[Any] = np.frombuffer(ffi.buffer(self._c), dtype=COMPLETION_DTYPE)
+        self.count = 0
+
+    @classmethod
+    def of(cls, items: Sequence[tuple[int, int, int]]) -> Completions:
+        """Build from ``(slot, tag, status)`` triples."""
+        out = cls(len(items))
+        for i, (slot, tag, status) in enumerate(items):
+            out._c[i].slot, out._c[i].tag, out._c[i].status = slot, tag, status
+        out.count = len(items)
+        return out
+
+    @property
+    def pointer(self) -> int:
+        """Address of the first completion (for ``__u64 completions``)."""
+        return uapi.pointer_value(self._c)
+
+    def add(self, slots: npt.ArrayLike, tags: npt.ArrayLike, status: int) -> None:
+        """Append one completion per slot, all with ``status`` (0 or a negative errno)."""
+        slots_a = np.asarray(slots)
+        n = len(slots_a)
+        if self.count + n > len(self.array):
+            raise ValueError(f"{self.count + n} completions exceed capacity {len(self.array)}")
+        rows = self.array[self.count : self.count + n]
+        rows["slot"] = slots_a
+        rows["tag"] = tags
+        rows["status"] = status
+        rows["reserved"] = 0
+        self.count += n
+
+    def consume(self, n: int) -> None:
+        """Drop the first ``n`` completions (applied by the kernel), keep the rest."""
+        n = min(n, self.count)
+        rest = self.count - n
+        if n and rest:
+            self.array[:rest] = self.array[n : self.count].copy()
+        self.count = rest
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """The outcome of one FETCH: new jobs and how many completions were applied."""
+
+    first: int
+    count: int
+    slots: npt.NDArray[np.intp]
+    tags: npt.NDArray[np.uint32]
+    done: int
+    interrupted: bool = False
+
+
+@dataclass
+class WorkerStats:
+    """Counters of a serving worker (updated by the worker thread only)."""
+
+    batches: int = 0
+    jobs: int = 0
+    failed_jobs: int = 0
+    fetches: int = 0
+    compute_seconds: float = 0.0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data form (for JSON)."""
+        return {
+            "batches": self.batches,
+            "jobs": self.jobs,
+            "failed_jobs": self.failed_jobs,
+            "fetches": self.fetches,
+            "compute_seconds": self.compute_seconds,
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+        }
+
+
+class Worker:
+    """An fd attached (or about to be) as a worker of one model.
+
+    ``device`` is a path (a new fd is opened and closed with the worker) or an
+    open :class:`Device` that is not attached yet (it stays open).
+    """
+
+    def __init__(self, model: str | Model, *, device: str | Device | None = None) -> None:
+        self._owns_device = not isinstance(device, Device)
+        self.device: Device = device if isinstance(device, Device) else Device(device)
+        try:
+            name = model.name if isinstance(model, Model) else model
+            self.info: ModelInfo = self.device.describe(name)
+        except BaseException:
+            self.close()
+            raise
+        self.region: Region | None = None
+        self.layout: Layout | None = None
+        self.index: int | None = None
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unmap and (if owned) close the fd; the kernel requeues jobs still held."""
+        if getattr(self, "region", None) is not None:
+            assert self.region is not None
+            self.region.close()
+            self.region = None
+        if self._owns_device:
+            self.device.close()
+
+    def _ctx(self) -> dict[str, object]:
+        return {"model": self.info.name, "path": self.device.path}
+
+    def attach(self) -> Region:
+        """``FLAX_IOC_WORKER_ATTACH`` and map the region."""
+        req = ffi.new("struct flax_worker_attach *")
+        req.model_id = self.info.id
+        self.device.ioctl(ioctls.WORKER_ATTACH, req, op="WORKER_ATTACH", context=self._ctx())
+        self.layout = Layout.from_c(req.layout)
+        self.index = int(req.worker)
+        self.region = Region(self.device.fileno(), self.layout, self.index, self.info)
+        return self.region
+
+    def fetch(
+        self,
+        completions: Completions | Sequence[tuple[int, int, int]] | None = None,
+        *,
+        max_jobs: int | None = None,
+        max_wait_us: int = 0,
+        timeout_ms: int = DEFAULT_FETCH_TIMEOUT_MS,
+    ) -> Batch:
+        """``FLAX_IOC_FETCH``: apply ``completions``, then take up to ``max_jobs`` jobs.
+
+        Waits up to ``timeout_ms`` (0: forever) for a first job, then up to
+        ``max_wait_us`` for more.  Returns an empty batch on timeout, and an empty
+        batch with ``interrupted=True`` on ``EINTR``.
+        """
+        if self.region is None:
+            raise InvalidArgument("fetch() before attach()")
+        if isinstance(completions, Completions) or completions is None:
+            comp = completions
+        else:
+            comp = Completions.of(list(completions))
+        req = ffi.new("struct flax_fetch *")
+        if comp is not None and comp.count:
+            req.completions = comp.pointer
+            req.ncomplete = comp.count
+        req.max_jobs = self.info.nslots if max_jobs is None else max_jobs
+        req.max_wait_us = max_wait_us
+        req.timeout_ms = timeout_ms
+        result = uapi.ioctl(self.device.fileno(), ioctls.FETCH, req)
+        if result == -errno.EINTR:
+            empty = np.empty(0, dtype=np.intp)
+            return Batch(0, 0, empty, empty.astype(np.uint32), int(req.done), interrupted=True)
+        check(result, "FETCH", self._ctx())
+        slots, tags = self.region.read(int(req.first), int(req.count))
+        return Batch(int(req.first), int(req.count), slots, tags, int(req.done))
+
+    def complete(self, completions: Completions | Sequence[tuple[int, int, int]]) -> int:
+        """``FLAX_IOC_COMPLETE``: apply completions without fetching; returns ``done``."""
+        comp = completions if isinstance(completions, Completions) else Completions.of(completions)
+        req = ffi.new("struct flax_complete *")
+        req.completions = comp.pointer
+        req.count = comp.count
+        self.device.ioctl(ioctls.COMPLETE, req, op="COMPLETE", context=self._ctx())
+        return int(req.done)
+
+
+def serve(
+    apply: ApplyFn | Any,
+    params: Any,
+    *,
+    model: str | Model,
+    device: str | Device | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    max_wait_us: int = 0,
+    fetch_timeout_ms: int = DEFAULT_FETCH_TIMEOUT_MS,
+    stop: threading.Event | None = None,
+    ready: Callable[[], object] | None = None,
+    stats: WorkerStats | None = None,
+) -> WorkerStats:
+    """Serve ``model`` with ``apply`` until ``stop`` is set or the model is destroyed.
+
+    ``apply`` is a Flax ``nn.Module`` (its ``apply(params, x)`` is used) or any
+    ``apply(params, x)`` callable mapping ``[batch, *input_shape]`` (float32 when
+    the model normalises, else the input dtype) to ``[batch, *output_shape]``.
+    Every batch size in ``batch_sizes`` (capped by the model's slots) is
+    compiled before attaching; then ``ready()`` is called and jobs are served,
+    each FETCH taking up to the largest size and waiting ``max_wait_us`` for a
+    batch to fill.  ``stop`` is polled every ``fetch_timeout_ms``.  Returns the
+    worker's counters (also updated live in ``stats`` if given).
+    """
+    stats = stats if stats is not None else WorkerStats()
+    with Worker(model, device=device) as worker:
+        info = worker.info
+        sizes, max_jobs = plan_batches(batch_sizes, info.nslots)
+        log.info(
+            "model %r: compiling batch sizes %s (max_jobs %d)", info.name, list(sizes), max_jobs
+        )
+        runner = BatchRunner(apply, params, info.worker_input, info.output.size, sizes)
+        runner.warmup()
+        region = worker.attach()
+        log.info("worker %d of model %r ready (pid %d)", worker.index, info.name, os.getpid())
+        if ready is not None:
+            ready()
+        _loop(worker, region, runner, max_jobs, max_wait_us, fetch_timeout_ms, stop, stats)
+    return stats
+
+
+def _loop(
+    worker: Worker,
+    region: Region,
+    runner: BatchRunner,
+    max_jobs: int,
+    max_wait_us: int,
+    fetch_timeout_ms: int,
+    stop: threading.Event | None,
+    stats: WorkerStats,
+) -> None:
+    pending = Completions(worker.info.nslots)
+    try:
+        while stop is None or not stop.is_set():
+            sent = pending.count
+            batch = worker.fetch(
+                pending, max_jobs=max_jobs, max_wait_us=max_wait_us, timeout_ms=fetch_timeout_ms
+            )
+            stats.fetches += 1
+            pending.consume(batch.done)
+            if pending.count and not batch.interrupted:
+                log.warning(
+                    "FETCH applied %d of %d completions; dropping the rest", batch.done, sent
+                )
+                pending.consume(pending.count)
+            if batch.count == 0:
+                continue
+            status = 0
+            t0 = time.perf_counter()
+            try:
+                region.outputs[batch.slots] = runner.run(region.inputs, batch.slots)
+            except Exception:
+                log.exception("apply failed on a batch of %d; failing it with EIO", batch.count)
+                status = -errno.EIO
+                stats.failed_jobs += batch.count
+            stats.compute_seconds += time.perf_counter() - t0
+            pending.add(batch.slots, batch.tags, status)
+            stats.batches += 1
+            stats.jobs += batch.count
+            stats.batch_sizes[batch.count] += 1
+    except (ModelGone, ModelNotFound) as exc:
+        log.info("model %r is gone (%s); worker stops", worker.info.name, exc)
+        pending.consume(pending.count)  # the module failed every job of the model
+    finally:
+        if pending.count:
+            try:
+                worker.complete(pending)
+            except FlaxError as exc:
+                log.warning("final COMPLETE failed: %s", exc)
+
+
+_SYNC_SIGNALS = {
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGABRT,
+    signal.SIGTRAP,
+}
+
+
+def block_async_signals() -> None:
+    """Block asynchronous signals in the calling thread, so that the main thread gets them."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.valid_signals()) - _SYNC_SIGNALS)
+
+
+@dataclass
+class ServeHandle:
+    """A worker running in a background thread (see :func:`serving`)."""
+
+    thread: threading.Thread
+    stop_event: threading.Event
+    stats: WorkerStats
+    error: BaseException | None = None
+
+    def stop(self, timeout: float | None = None) -> WorkerStats:
+        """Ask the worker to stop, wait for it, re-raise its error if it failed."""
+        self.stop_event.set()
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+
+@contextlib.contextmanager
+def serving(
+    apply: ApplyFn | Any,
+    params: Any,
+    *,
+    model: str | Model,
+    startup_timeout: float | None = 900.0,
+    **kwargs: Any,
+) -> Iterator[ServeHandle]:
+    """Run :func:`serve` in a background thread while the ``with`` block runs.
+
+    Returns once the worker is ready (compiled and attached); raises its error if
+    it fails to start.  ``kwargs`` go to :func:`serve` (``device``,
+    ``batch_sizes``, ``max_wait_us``, ...).  On exit the worker is stopped and
+    joined; an error it raised meanwhile is re-raised.
+    """
+    ready = threading.Event()
+    handle = ServeHandle(threading.Thread(), threading.Event(), WorkerStats())
+
+    def run() -> None:
+        block_async_signals()
+        try:
+            serve(
+                apply,
+                params,
+                model=model,
+                stop=handle.stop_event,
+                ready=ready.set,
+                stats=handle.stats,
+                **kwargs,
+            )
+        except BaseException as exc:
+            handle.error = exc
+        finally:
+            ready.set()
+
+    handle.thread = threading.Thread(target=run, name=f"flaxdev-worker-{model}", daemon=True)
+    handle.thread.start()
+    if not ready.wait(startup_timeout):
+        handle.stop_event.set()
+        raise FlaxError(
+            f"worker for {model!r} not ready after {startup_timeout} s (ETIMEDOUT)",
+            errno.ETIMEDOUT,
+        )
+    if handle.error is not None:
+        handle.thread.join()
+        raise handle.error
+    try:
+        yield handle
+    finally:
+        handle.stop()
