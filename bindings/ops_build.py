@@ -1,0 +1,182 @@
+"""cffi build script for the host build of the shared pre/postprocessing C.
+
+``driver/flax_ops.c`` is compiled into a CPython extension, out-of-line API mode,
+from the very same file the kernel module builds, with ``-DFLAX_USERSPACE`` (so
+``driver/flax_compat.h`` supplies the user-space types) and the floating-point
+flags the kernel object gets: ``-O2 -ffp-contract=off -fno-strict-aliasing``
+(no FMA contraction: flax_normalize() must round every operation the way numpy
+does).  The cdef below declares ``driver/flax_ops.h``'s API; cffi checks every
+struct field and constant against the real headers at build time.
+
+Two variants:
+
+- plain (``sanitize=False``), module ``_flaxops_host``;
+- sanitized (``sanitize=True``), module ``_flaxops_host_asan``: adds
+  ``-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
+  -fno-omit-frame-pointer -g``, so any out-of-bounds access, undefined behaviour
+  or out-of-range float-to-integer conversion aborts the process.  An
+  ASan-instrumented extension can only be loaded into a Python that runs with
+  the ASan runtime first in its library list::
+
+      LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)" \\
+      ASAN_OPTIONS=detect_leaks=0 python ...
+
+  (``libstdc++`` is preloaded as well so that ASan's ``__cxa_throw`` interceptor
+  resolves; without it jaxlib's first C++ exception kills the process.)
+  ``tests/host/conftest.py`` does all of this by itself: see its docstring.
+
+Besides the header's API, the module exports one test helper,
+``flaxtest_expf_array()``, which applies flax_expf_bits() to an array (a Python
+call per element would make dense checks of 2^24 and more inputs too slow).
+
+``python bindings/ops_build.py [--sanitize] [--out-dir DIR]`` builds the
+extension (default directory: ``build/host-ops``) and prints its path.  Nothing
+here is installed with ``pyflaxdev``: the module exists for the tests only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DRIVER = ROOT / "driver"
+SOURCE = DRIVER / "flax_ops.c"
+
+#: Every file whose contents the built extension depends on (for cache keys).
+INPUTS: tuple[Path, ...] = (
+    SOURCE,
+    DRIVER / "flax_ops.h",
+    DRIVER / "flax_compat.h",
+    DRIVER / "uapi" / "flaxdev.h",
+    Path(__file__).resolve(),
+)
+
+MODULE_NAME = "_flaxops_host"
+MODULE_NAME_ASAN = "_flaxops_host_asan"
+
+CFLAGS: tuple[str, ...] = (
+    "-std=gnu11",
+    "-O2",
+    "-ffp-contract=off",
+    "-fno-strict-aliasing",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+)
+
+SANITIZE_FLAGS: tuple[str, ...] = (
+    "-fsanitize=address,undefined,float-cast-overflow",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+)
+
+CDEF = """\
+#define FLAX_DTYPE_UINT8 ...
+#define FLAX_DTYPE_FLOAT32 ...
+#define FLAX_TOPK_MAX ...
+#define FLAX_FPU_CHUNK ...
+#define EINVAL ...
+
+struct flax_norm {
+    uint32_t count;
+    uint32_t scale;
+    const uint32_t *mean;
+    const uint32_t *std;
+};
+
+struct flax_topk_entry {
+    uint32_t index;
+    uint32_t score;
+};
+
+int flax_normalize(void *dst, const void *src, uint32_t dtype, uint32_t first, uint32_t n,
+                   const struct flax_norm *p);
+void flax_softmax(void *buf, uint32_t n);
+void flax_topk(const void *scores, uint32_t n, uint32_t k, struct flax_topk_entry *out);
+uint32_t flax_expf_bits(uint32_t x);
+
+void flaxtest_expf_array(const uint32_t *x, uint32_t *y, size_t n);
+"""
+
+HELPERS_SOURCE = r"""
+#include "flax_ops.h"
+
+/* flax_expf_bits() over an array (test helper, not part of flax_ops.h). */
+static void flaxtest_expf_array(const uint32_t *x, uint32_t *y, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		y[i] = flax_expf_bits(x[i]);
+}
+"""
+
+
+def module_name(sanitize: bool) -> str:
+    """Name of the extension module of one variant."""
+    return MODULE_NAME_ASAN if sanitize else MODULE_NAME
+
+
+def make_ffibuilder(sanitize: bool = False) -> FFI:
+    """Return an FFI ready to compile the host build of ``driver/flax_ops.c``."""
+    flags = list(CFLAGS)
+    link_flags: list[str] = []
+    if sanitize:
+        flags += SANITIZE_FLAGS
+        link_flags += SANITIZE_FLAGS
+    builder = FFI()
+    builder.cdef(CDEF)
+    builder.set_source(
+        module_name(sanitize),
+        HELPERS_SOURCE,
+        sources=[str(SOURCE)],
+        include_dirs=[str(DRIVER)],
+        define_macros=[("FLAX_USERSPACE", "1")],
+        extra_compile_args=flags,
+        extra_link_args=link_flags,
+    )
+    return builder
+
+
+def build(out_dir: Path, sanitize: bool = False, verbose: bool = False) -> Path:
+    """Build one variant into ``out_dir`` and return the path of the extension.
+
+    Compiles in a scratch directory next to ``out_dir`` and moves only the
+    finished extension into place (atomically), so a concurrent or interrupted
+    build never leaves a half-written module behind.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builder = make_ffibuilder(sanitize)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as scratch:
+        built = Path(builder.compile(tmpdir=scratch, verbose=verbose))
+        target = out_dir / built.name
+        staged = out_dir / f".{built.name}.{os.getpid()}"
+        shutil.copy2(built, staged)
+        staged.replace(target)
+    return target
+
+
+ffibuilder = make_ffibuilder(sanitize=os.environ.get("FLAX_OPS_SANITIZE", "0") == "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sanitize", action="store_true", help="ASan + UBSan build")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "build" / "host-ops")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    print(build(args.out_dir, sanitize=args.sanitize, verbose=args.verbose))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
