@@ -58,13 +58,6 @@ struct flax_worker {
 /* Completions copied from user space at a time. */
 #define FLAX_COMPLETE_BATCH	16
 
-/*
- * Statuses in the kernel-internal errno range (-ERESTARTSYS and below,
- * include/linux/errno.h) must not reach user space: a restart code would
- * restart the client's syscall.  They are reported as -EIO.
- */
-#define FLAX_STATUS_INTERNAL	(-ERESTARTSYS)
-
 static struct flax_worker *flax_file_worker(struct file *file)
 {
 	/* Pairs with the cmpxchg() in flax_ioctl_worker_attach(). */
@@ -299,9 +292,6 @@ static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
 		break;
 	}
 	spin_unlock(&model->lock);
-
-	if (ret <= FLAX_STATUS_INTERNAL)
-		ret = -EIO;
 	return ret;
 }
 
@@ -586,7 +576,11 @@ static int flax_complete_one(struct flax_worker *worker,
 
 	if (model->dead)
 		return -ENODEV;
-	if (c->reserved || c->status > 0 || c->status < -MAX_ERRNO ||
+	/*
+	 * Only user-visible errnos: the kernel-internal ones from
+	 * -ERESTARTSYS down would restart or confuse the client's syscall.
+	 */
+	if (c->reserved || c->status > 0 || c->status < -FLAX_STATUS_ERRNO_MAX ||
 	    c->slot >= model->layout.nslots)
 		return -EINVAL;
 	index = array_index_nospec(c->slot, model->layout.nslots);

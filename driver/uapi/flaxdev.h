@@ -19,6 +19,21 @@
  *  - nothing in the shared region is ever trusted by the kernel except
  *    payload: slot indices and sizes come from the kernel's own state.
  *
+ * Errors common to every ioctl: EFAULT (bad pointer), EINVAL (a struct
+ * shorter than its first version, a reserved field, flag or padding not
+ * zero, a value out of range), E2BIG (non-zero bytes past the struct this
+ * module knows), ENOTTY (unknown request).  Besides:
+ *  - MODEL_CREATE: EEXIST (name taken), ENOSPC (max_models reached),
+ *    ENOMEM (region too large);
+ *  - MODEL_GET, MODEL_DESTROY, INFER, WORKER_ATTACH: ENOENT (no such model);
+ *  - WORKER_ATTACH: EINVAL (fd already a worker), EBUSY (FLAX_MAX_WORKERS
+ *    attached);
+ *  - FETCH, COMPLETE, mmap: ENXIO (fd is not a worker), ENODEV (model
+ *    destroyed); COMPLETE and FETCH: EINVAL (bad completion);
+ *  - INFER: ENOSPC (output buffer too small), ETIMEDOUT, EINTR (signal;
+ *    not restarted), ENODEV (model destroyed meanwhile), EIO (the job's
+ *    workers died too often), or the worker's own status.
+ *
  * Copyright (C) 2026 The flaxdev developers
  */
 #ifndef _UAPI_LINUX_FLAXDEV_H
@@ -36,6 +51,7 @@
 #define FLAX_POST_CHAIN_MAX	8
 #define FLAX_MAX_WORKERS	8
 #define FLAX_REGION_MAGIC	0x464c4158	/* "FLAX" */
+#define FLAX_STATUS_ERRNO_MAX	511	/* below -ERESTARTSYS: user-visible errnos */
 
 /* Element types (struct flax_tensor_spec.dtype). */
 #define FLAX_DTYPE_UINT8	1
@@ -47,9 +63,11 @@
 
 /*
  * Postprocessing steps (struct flax_model_desc.post_ops[]), applied in
- * order to the worker's float32 output; FLAX_POST_END ends the chain.  A
- * chain ending in FLAX_POST_TOPK yields a struct flax_topk_result, any
- * other chain a vector of float32 with the output tensor's element count.
+ * order to the worker's float32 output; FLAX_POST_END ends the chain and
+ * every entry after it must be FLAX_POST_END too.  ABI version 1 accepts
+ * the chains [], [SOFTMAX], [TOPK] and [SOFTMAX, TOPK].  A chain ending in
+ * FLAX_POST_TOPK yields a struct flax_topk_result, any other chain a
+ * vector of float32 with the output tensor's element count.
  */
 #define FLAX_POST_END		0
 #define FLAX_POST_SOFTMAX	1
@@ -65,7 +83,8 @@
  * @max_workers: most workers attached to one model at once.
  * @topk_max: largest k accepted by FLAX_POST_TOPK.
  * @name_max: size of a model name buffer, NUL included.
- * @features: FLAX_F_* bits this module supports.
+ * @features: optional features this module supports; none are defined
+ *	in ABI version 1, so it is 0.
  */
 struct flax_info {
 	__u32 abi_version;
@@ -108,10 +127,12 @@ struct flax_tensor_spec {
  *	channel-last), or the input element count (per feature).
  * @norm_scale: FLAX_PRE_NORMALIZE: binary32 factor applied first.
  * @norm_mean: create: user pointer to @norm_count binary32 means; get: if
- *	not 0, the means are written there.
+ *	not 0, the means are written there (call GET once without pointers
+ *	to learn @norm_count).
  * @norm_std: as @norm_mean, for the standard deviations (each > 0).
  * @post_ops: FLAX_POST_* chain, FLAX_POST_END-terminated.
- * @topk: k for FLAX_POST_TOPK, 1 to min(FLAX_TOPK_MAX, output elements).
+ * @topk: k for FLAX_POST_TOPK, 1 to min(FLAX_TOPK_MAX, output elements);
+ *	0 when the chain has no FLAX_POST_TOPK.
  * @nslots: number of job slots (0: module default).
  * @timeout_ms: default and longest request timeout (0: module default).
  * @result_size: out: bytes of one formatted result (FLAX_IOC_INFER).
@@ -247,7 +268,8 @@ struct flax_worker_attach {
  * @slot: the slot, from struct flax_ring_entry.
  * @tag: the tag, from struct flax_ring_entry.
  * @status: 0 when the output slot holds the result, else a negative errno
- *	(-4095 to -1) that the client receives.
+ *	from -1 to -FLAX_STATUS_ERRNO_MAX that the client's INFER returns.
+ *	Any other value makes the completion invalid (-EINVAL).
  * @reserved: must be 0.
  */
 struct flax_completion {
@@ -294,7 +316,9 @@ struct flax_complete {
  * @max_jobs: most jobs to take, 1 to the region's nslots.
  * @max_wait_us: batching delay, at most 10 s.
  * @timeout_ms: wait for a first job (0: forever).  On expiry the call
- *	succeeds with @count 0.
+ *	succeeds with @count 0.  A signal while waiting gives -EINTR if no
+ *	completion was applied, else success with @count 0 (so that a
+ *	restarted call never applies completions twice).
  * @flags: must be 0.
  * @first: out: ring position (free-running) of the first new entry.
  * @count: out: number of jobs fetched.

@@ -23,7 +23,6 @@ from pyflaxdev.errors import (
     InvalidArgument,
     ModelNotFound,
     NotAFlaxDevice,
-    Timeout,
     check,
     errno_name,
     error_for,

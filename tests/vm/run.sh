@@ -1,0 +1,28 @@
+#!/bin/bash
+# The VM suite, run inside the VM by `make test-vm` (kbuild/vm-run) with
+# flaxdev.ko loaded: the C selftests, the pytest suite, then the module
+# lifecycle tests (they unload and reload the module, so they come last).
+set -u
+cd "$FLAX_TOP" || exit 1
+status=0
+start=$(date +%s)
+
+selftest=build/vm-c/flax_selftest
+
+echo "=== C selftests ($selftest all)"
+"$selftest" all || status=1
+
+echo "=== pytest tests/vm"
+python -m pytest -p no:cacheprovider -v -rA tests/vm --ignore=tests/vm/lifecycle \
+	--junitxml="$FLAX_OUT/junit-vm.xml" || status=1
+
+
+echo "=== C module load/unload selftest ($selftest modload)"
+"$selftest" modload "$FLAX_KO" || status=1
+
+echo "=== pytest tests/vm/lifecycle"
+python -m pytest -p no:cacheprovider -v -rA tests/vm/lifecycle \
+	--junitxml="$FLAX_OUT/junit-lifecycle.xml" || status=1
+
+echo "=== VM suite took $(($(date +%s) - start)) s, status $status"
+exit $status
