@@ -37,6 +37,11 @@ static DEFINE_XARRAY_ALLOC1(flax_models);
 static unsigned int flax_nmodels;
 static u32 flax_next_id;
 static struct kobject *flax_models_kobj;
+/*
+ * Models allocated and not yet released: every reference must be gone by
+ * module exit, so anything left is a leaked reference (checked there).
+ */
+static atomic_t flax_models_alive = ATOMIC_INIT(0);
 
 #define FLAX_F32_SIGN		0x80000000u
 #define FLAX_F32_EXP		0x7f800000u
@@ -226,6 +231,7 @@ static void flax_model_release(struct kobject *kobj)
 	kvfree(model->slots);
 	kvfree(model->norm_buf);
 	kfree(model);
+	atomic_dec(&flax_models_alive);
 }
 
 /* sysfs: /sys/class/misc/flax/models/<name>/, one value per file. */
@@ -457,6 +463,7 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	model = kzalloc(sizeof(*model), GFP_KERNEL);
 	if (!model)
 		return ERR_PTR(-ENOMEM);
+	atomic_inc(&flax_models_alive);
 	/* From here on, kobject_put() frees whatever was allocated. */
 	kobject_init(&model->kobj, &flax_model_ktype);
 	spin_lock_init(&model->lock);
@@ -838,4 +845,7 @@ void flax_models_exit(void)
 	kobject_put(kobj);
 	WARN_ON(!xa_empty(&flax_models));
 	xa_destroy(&flax_models);
+	/* No fd is open, so nothing but the registry held a model. */
+	WARN(atomic_read(&flax_models_alive), "%d models leaked\n",
+	     atomic_read(&flax_models_alive));
 }

@@ -8,7 +8,7 @@ export FLAX_TOP=$top FLAX_OUT=$out FLAX_KO=${FLAX_KO:-$top/kbuild/flaxdev.ko} FL
 export PATH=$top/.venv/bin:$PATH
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 export HOME=/tmp/flax-home XDG_CACHE_HOME=/tmp/flax-home/.cache
-export JAX_PLATFORMS=cpu
+export JAX_PLATFORMS=cpu HYPOTHESIS_STORAGE_DIRECTORY=/tmp/flax-home/.hypothesis
 mkdir -p "$HOME"
 cd "$top" || exit 1
 

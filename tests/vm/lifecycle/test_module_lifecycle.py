@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,14 @@ def _ensure_loaded() -> None:
 
 
 def _usage() -> dict[str, int]:
-    """Active objects of the caches a model allocates from, and vmalloc'd kB."""
+    """Active objects of the caches a model allocates from, and vmalloc'd kB.
+
+    Unused dentries and inodes are dropped first: a sysfs dentry pins its
+    kernfs node after the file is removed, which would look like a leak.
+    """
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("2\n")
+    time.sleep(0.5)  # RCU-deferred frees
     usage = {"VmallocUsed": 0}
     for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
         name, active = line.split()[:2]
@@ -92,9 +100,11 @@ def test_load_unload_twenty_times_without_leaks() -> None:
     after = _usage()
     growth = {k: after.get(k, 0) - v for k, v in before.items() if after.get(k, 0) != v}
     print(f"after 20 load/unload cycles, growth: {growth}")
-    # Unrelated kernel activity moves these a little; a model leaked per cycle
-    # would add 20 kernfs nodes per attribute file and its vmalloc'd region.
-    assert growth.get("kernfs_node_cache", 0) < 20
+    # These counts move by about 130 objects with no leak at all (per-CPU
+    # slab caches, module loading itself), so they catch only leaks larger
+    # than that: a model's sysfs directory (over 20 kernfs nodes) or its
+    # vmalloc'd region (over 8 kB) per cycle.  A leaked model reference of
+    # any size is caught by the module itself: its exit WARNs about models
+    # still alive, and vm-run fails on the WARNING in the kernel log.
+    assert growth.get("kernfs_node_cache", 0) < 300
     assert growth.get("VmallocUsed", 0) < 20 * 8
-    kmalloc = sum(v for k, v in growth.items() if k.startswith("kmalloc-"))
-    assert kmalloc < 200
