@@ -15,7 +15,7 @@ TOP := $(CURDIR)
 # Resolved when a recipe runs, after setup has installed the kernel.
 kver = $(shell kbuild/kver.sh $(or $(KVER),$(KSERIES)))
 
-.PHONY: all setup module python ctools test test-host test-vm demo check clean
+.PHONY: all setup module python ctools test test-host test-exhaustive test-vm demo check clean
 
 all: module python ctools
 
@@ -42,6 +42,10 @@ test: setup
 
 test-host:
 	$(PY) -m pytest -q tests/host
+
+# expf over all 2^32 inputs (C harness and numpy): several minutes.
+test-exhaustive:
+	FLAX_EXHAUSTIVE=1 $(PY) -m pytest -q tests/host/test_ops.py -k exhaustive
 
 test-vm:
 	kbuild/vm-run --kver $(kver) --out out/vm-test -- bash tests/vm/run.sh

@@ -130,7 +130,21 @@ def _reexec_with_asan(config: pytest.Config) -> None:
     os.execve(sys.executable, [sys.executable, *args], env)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the ``exhaustive`` tests unless ``FLAX_EXHAUSTIVE=1``."""
+    if os.environ.get("FLAX_EXHAUSTIVE", "0") == "1":
+        return
+    keep = [item for item in items if item.get_closest_marker("exhaustive") is None]
+    dropped = [item for item in items if item.get_closest_marker("exhaustive") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "exhaustive: runs over all 2^32 inputs; only with FLAX_EXHAUSTIVE=1"
+    )
     if not sanitize_requested():
         return
     if asan_loaded():

@@ -43,7 +43,6 @@ FLOAT32 = 2
 EINVAL = 22
 TOPK_MAX = 64
 
-EXHAUSTIVE = os.environ.get("FLAX_EXHAUSTIVE", "0") == "1"
 
 
 class Ops(Protocol):
@@ -500,7 +499,7 @@ def test_expf_harness_strided(expf_harness: Path, ops_report: list[str]) -> None
     assert r["nan_errors"] == 0
 
 
-@pytest.mark.skipif(not EXHAUSTIVE, reason="set FLAX_EXHAUSTIVE=1")
+@pytest.mark.exhaustive
 def test_expf_exhaustive_harness(expf_harness: Path, ops_report: list[str]) -> None:
     r = _run_harness(expf_harness, 1, ops_report)
     assert r["checked"] == 1 << 32
@@ -508,7 +507,7 @@ def test_expf_exhaustive_harness(expf_harness: Path, ops_report: list[str]) -> N
     assert r["nan_errors"] == 0
 
 
-@pytest.mark.skipif(not EXHAUSTIVE, reason="set FLAX_EXHAUSTIVE=1")
+@pytest.mark.exhaustive
 def test_expf_exhaustive_numpy(ops: Ops, ops_report: list[str]) -> None:
     stats = _new_stats()
     step = 1 << 24
