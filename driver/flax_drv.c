@@ -41,15 +41,16 @@
 #include "uapi/flaxdev.h"
 
 /* Hard limits on the module parameters. */
-#define FLAX_MAX_MODELS_LIMIT		1024
-#define FLAX_MAX_SLOTS_LIMIT		4096
-#define FLAX_MAX_SLOT_BYTES_MIN		64
-#define FLAX_MAX_SLOT_BYTES_LIMIT	SZ_64M
-#define FLAX_MAX_RETRIES_LIMIT		16
+#define FLAX_MAX_MODELS_LIMIT 1024
+#define FLAX_MAX_SLOTS_LIMIT 4096
+#define FLAX_MAX_SLOT_BYTES_MIN 64
+#define FLAX_MAX_SLOT_BYTES_LIMIT SZ_64M
+#define FLAX_MAX_RETRIES_LIMIT 16
 
 unsigned int flax_max_models = 16;
 module_param_named(max_models, flax_max_models, uint, 0444);
-MODULE_PARM_DESC(max_models, "Most models that can exist at once (1-1024, default 16)");
+MODULE_PARM_DESC(max_models,
+		 "Most models that can exist at once (1-1024, default 16)");
 
 unsigned int flax_max_slots = 256;
 module_param_named(max_slots, flax_max_slots, uint, 0444);
@@ -62,18 +63,21 @@ MODULE_PARM_DESC(max_slot_bytes,
 
 unsigned int flax_timeout_ms = 5000;
 module_param_named(timeout_ms, flax_timeout_ms, uint, 0444);
-MODULE_PARM_DESC(timeout_ms,
-		 "Request timeout of a model created without one, in ms (default 5000)");
+MODULE_PARM_DESC(
+	timeout_ms,
+	"Request timeout of a model created without one, in ms (default 5000)");
 
 unsigned int flax_nslots = 64;
 module_param_named(nslots, flax_nslots, uint, 0444);
-MODULE_PARM_DESC(nslots,
-		 "Slots of a model created without a count (1-max_slots, default 64)");
+MODULE_PARM_DESC(
+	nslots,
+	"Slots of a model created without a count (1-max_slots, default 64)");
 
 unsigned int flax_max_retries = 1;
 module_param_named(max_retries, flax_max_retries, uint, 0444);
-MODULE_PARM_DESC(max_retries,
-		 "Requeues of a job whose worker went away before it fails with EIO (0-16, default 1)");
+MODULE_PARM_DESC(
+	max_retries,
+	"Requeues of a job whose worker went away before it fails with EIO (0-16, default 1)");
 
 /**
  * flax_copy_struct_to_user() - copy an extensible struct out to user space.
@@ -89,8 +93,8 @@ MODULE_PARM_DESC(max_retries,
  *
  * Return: 0 or -EFAULT.
  */
-int flax_copy_struct_to_user(void __user *dst, size_t usize,
-			     const void *src, size_t ksize)
+int flax_copy_struct_to_user(void __user *dst, size_t usize, const void *src,
+			     size_t ksize)
 {
 	size_t size = min(usize, ksize);
 
@@ -160,7 +164,8 @@ static const struct flax_ioctl_desc flax_ioctls[] = {
 	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, flax_ioctl_info },
 	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_create },
 	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_get },
-	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0, flax_ioctl_destroy },
+	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0,
+	  flax_ioctl_destroy },
 	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0,
 	  flax_ioctl_worker_attach },
 	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, flax_ioctl_fetch },
@@ -210,19 +215,23 @@ static int flax_release(struct inode *inode, struct file *file)
 }
 
 static const struct file_operations flax_fops = {
-	.owner		= THIS_MODULE,
-	.open		= flax_open,
-	.release	= flax_release,
-	.unlocked_ioctl	= flax_ioctl,
-	.compat_ioctl	= compat_ptr_ioctl,
-	.mmap		= flax_worker_mmap,
+	.owner = THIS_MODULE,
+	.open = flax_open,
+	.release = flax_release,
+	.unlocked_ioctl = flax_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = flax_worker_mmap,
 };
 
+/*
+ * Not world-accessible: kbuild/99-flaxdev.rules gives /dev/flax to the
+ * group "flax" (README, Installing).
+ */
 static struct miscdevice flax_misc = {
-	.minor	= MISC_DYNAMIC_MINOR,
-	.name	= FLAX_DEVICE_NAME,
-	.fops	= &flax_fops,
-	.mode	= 0666,
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = FLAX_DEVICE_NAME,
+	.fops = &flax_fops,
+	.mode = 0660,
 };
 
 static int __init flax_check_params(void)
@@ -262,7 +271,8 @@ static int __init flax_init(void)
 
 	/* The ABI: every struct is as long as its first published version. */
 	BUILD_BUG_ON(sizeof(struct flax_info) != FLAX_INFO_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct flax_model_desc) != FLAX_MODEL_DESC_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_model_desc) !=
+		     FLAX_MODEL_DESC_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
 		     FLAX_WORKER_ATTACH_SIZE_VER0);

@@ -23,12 +23,12 @@ extern unsigned int flax_nslots;
 extern unsigned int flax_max_retries;
 
 /* Longest batching delay FLAX_IOC_FETCH accepts (10 s, in us). */
-#define FLAX_MAX_WAIT_US	(10 * USEC_PER_SEC)
+#define FLAX_MAX_WAIT_US (10 * USEC_PER_SEC)
 
 /* Alignment of rings and slots in the shared region. */
-#define FLAX_REGION_ALIGN	64
+#define FLAX_REGION_ALIGN 64
 
-int flax_copy_struct_to_user(void __user *dst, size_t usize,
-			     const void *src, size_t ksize);
+int flax_copy_struct_to_user(void __user *dst, size_t usize, const void *src,
+			     size_t ksize);
 
 #endif /* _FLAX_DRV_H */

@@ -29,12 +29,12 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include <linux/version.h>
 #include <linux/vmalloc.h>
 #include <linux/wait.h>
 
 #include "flax_drv.h"
 #include "flax_job.h"
+#include "flax_kcompat.h"
 #include "flax_model.h"
 #include "flax_ops.h"
 
@@ -56,7 +56,7 @@ struct flax_worker {
 };
 
 /* Completions copied from user space at a time. */
-#define FLAX_COMPLETE_BATCH	16
+#define FLAX_COMPLETE_BATCH 16
 
 static struct flax_worker *flax_file_worker(struct file *file)
 {
@@ -171,9 +171,9 @@ static int flax_slot_claim(struct flax_model *model, unsigned long deadline,
 	long ret;
 
 	*slotp = NULL;
-	ret = wait_event_interruptible_timeout(model->slot_wait,
-					       flax_slot_try_claim(model, slotp),
-					       flax_jiffies_left(deadline));
+	ret = wait_event_interruptible_timeout(
+		model->slot_wait, flax_slot_try_claim(model, slotp),
+		flax_jiffies_left(deadline));
 	if (ret < 0)
 		return -EINTR;
 	if (!ret)
@@ -208,8 +208,8 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 
 		flax_fpu_begin();
 		ret = flax_normalize(buf + (size_t)first * sizeof(u32),
-				     buf + (size_t)first * esize, dtype, first, n,
-				     &model->norm);
+				     buf + (size_t)first * esize, dtype, first,
+				     n, &model->norm);
 		flax_fpu_end();
 		end = first;
 	}
@@ -264,7 +264,8 @@ static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
 	long left;
 	int ret;
 
-	left = wait_event_interruptible_timeout(slot->wait, flax_slot_is_done(slot),
+	left = wait_event_interruptible_timeout(slot->wait,
+						flax_slot_is_done(slot),
 						flax_jiffies_left(deadline));
 
 	spin_lock(&model->lock);
@@ -351,8 +352,10 @@ static int flax_infer(struct flax_model *model, struct flax_infer *req)
 	deadline = jiffies + msecs_to_jiffies(timeout_ms);
 
 	if (flax_model_has_post(model)) {
-		buf = kvmalloc(ALIGN(model->layout.out_bytes, sizeof(u64)) +
-			       model->desc.result_size, GFP_KERNEL);
+		size_t size = ALIGN(model->layout.out_bytes, sizeof(u64)) +
+			      model->desc.result_size;
+
+		buf = kvmalloc(size, GFP_KERNEL);
 		if (!buf)
 			return -ENOMEM;
 	}
@@ -416,7 +419,7 @@ int flax_ioctl_infer(void __user *argp, unsigned int usize)
 	if (req.output_size < model->desc.result_size) {
 		req.output_size = model->desc.result_size;
 		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req)) ?:
-		      -ENOSPC;
+			      -ENOSPC;
 		goto out_put;
 	}
 
@@ -580,16 +583,18 @@ static int flax_complete_one(struct flax_worker *worker,
 	 * Only user-visible errnos: the kernel-internal ones from
 	 * -ERESTARTSYS down would restart or confuse the client's syscall.
 	 */
-	if (c->reserved || c->status > 0 || c->status < -FLAX_STATUS_ERRNO_MAX ||
+	if (c->reserved || c->status > 0 ||
+	    c->status < -FLAX_STATUS_ERRNO_MAX ||
 	    c->slot >= model->layout.nslots)
 		return -EINVAL;
 	index = array_index_nospec(c->slot, model->layout.nslots);
 	slot = &model->slots[index];
 	/* Only FETCHED and ABANDONED slots have an owner. */
 	if (slot->owner != worker || slot->tag != c->tag) {
-		pr_debug("model %u: slot %u tag %u rejected: state %d tag %u%s\n",
-			 model->id, index, c->tag, slot->state, slot->tag,
-			 slot->owner == worker ? "" : ", not this worker's");
+		pr_debug(
+			"model %u: slot %u tag %u rejected: state %d tag %u%s\n",
+			model->id, index, c->tag, slot->state, slot->tag,
+			slot->owner == worker ? "" : ", not this worker's");
 		return -EINVAL;
 	}
 
@@ -678,8 +683,8 @@ static void flax_fetch_take(struct flax_worker *worker, struct flax_fetch *req)
 
 	req->first = tail;
 	while (req->count < req->max_jobs && !list_empty(&model->queue)) {
-		struct flax_slot *slot = list_first_entry(&model->queue,
-							  struct flax_slot, node);
+		struct flax_slot *slot =
+			list_first_entry(&model->queue, struct flax_slot, node);
 		struct flax_ring_entry *entry = &ring->entries[tail & mask];
 
 		list_move_tail(&slot->node, &worker->held);
@@ -754,21 +759,21 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 			 */
 			if (left <= 0)
 				continue;
-			ret = wait_event_interruptible_hrtimeout(model->job_wait,
-								 flax_fetch_cond(model, max_jobs),
-								 left);
+			ret = wait_event_interruptible_hrtimeout(
+				model->job_wait,
+				flax_fetch_cond(model, max_jobs), left);
 			if (ret == -ERESTARTSYS)
 				return -ERESTARTSYS;
 			continue;
 		}
 
 		if (!req->timeout_ms) {
-			ret = wait_event_interruptible(model->job_wait,
-						       flax_fetch_cond(model, 1));
+			ret = wait_event_interruptible(
+				model->job_wait, flax_fetch_cond(model, 1));
 		} else {
-			ret = wait_event_interruptible_timeout(model->job_wait,
-							       flax_fetch_cond(model, 1),
-							       flax_jiffies_left(deadline));
+			ret = wait_event_interruptible_timeout(
+				model->job_wait, flax_fetch_cond(model, 1),
+				flax_jiffies_left(deadline));
 			if (!ret)
 				return 0;
 		}
@@ -828,20 +833,6 @@ int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize)
 	return ret ?: ret2;
 }
 
-/*
- * The module is built out of tree against Debian's 6.1 and 6.12 kernels;
- * since 6.3 vm_flags may only be changed through vm_flags_mod().
- */
-static void flax_vma_flags(struct vm_area_struct *vma, vm_flags_t set,
-			   vm_flags_t clear)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_mod(vma, set, clear);
-#else
-	vma->vm_flags = (vma->vm_flags | set) & ~clear;
-#endif
-}
-
 /**
  * flax_worker_mmap() - map the model's slot region into a worker.
  * @file: a worker fd.
@@ -871,7 +862,7 @@ int flax_worker_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;
 
-	flax_vma_flags(vma, VM_DONTCOPY | VM_DONTEXPAND, VM_MAYEXEC);
+	flax_vm_flags_mod(vma, VM_DONTCOPY | VM_DONTEXPAND, VM_MAYEXEC);
 	return remap_vmalloc_range(vma, model->region, 0);
 }
 

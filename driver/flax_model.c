@@ -43,8 +43,8 @@ static struct kobject *flax_models_kobj;
  */
 static atomic_t flax_models_alive = ATOMIC_INIT(0);
 
-#define FLAX_F32_SIGN		0x80000000u
-#define FLAX_F32_EXP		0x7f800000u
+#define FLAX_F32_SIGN 0x80000000u
+#define FLAX_F32_EXP 0x7f800000u
 
 /* Binary32 bit-pattern tests: no floating point outside flax_ops.c. */
 static bool flax_f32_finite(u32 bits)
@@ -145,9 +145,12 @@ static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 {
 	const struct flax_tensor_spec *in = &desc->input;
 
-	if (desc->pre_op == FLAX_PRE_NONE)
-		return desc->norm_count || desc->norm_scale ||
-		       desc->norm_mean || desc->norm_std ? -EINVAL : 0;
+	if (desc->pre_op == FLAX_PRE_NONE) {
+		bool norm = desc->norm_count || desc->norm_scale ||
+			    desc->norm_mean || desc->norm_std;
+
+		return norm ? -EINVAL : 0;
+	}
 	if (desc->pre_op != FLAX_PRE_NORMALIZE)
 		return -EINVAL;
 	if (desc->norm_count != 1 && desc->norm_count != in_elems &&
@@ -179,7 +182,8 @@ static int flax_model_copy_norm(struct flax_model *model,
 			   count * sizeof(u32)))
 		return -EFAULT;
 	for (i = 0; i < count; i++) {
-		if (!flax_f32_finite(buf[i]) || !flax_f32_positive(buf[count + i]))
+		if (!flax_f32_finite(buf[i]) ||
+		    !flax_f32_positive(buf[count + i]))
 			return -EINVAL;
 	}
 
@@ -191,8 +195,8 @@ static int flax_model_copy_norm(struct flax_model *model,
 }
 
 /* Lays the region out: header, FLAX_MAX_WORKERS rings, input, output. */
-static int flax_model_layout(struct flax_model *model, u32 nslots,
-			     u32 in_bytes, u32 out_bytes)
+static int flax_model_layout(struct flax_model *model, u32 nslots, u32 in_bytes,
+			     u32 out_bytes)
 {
 	struct flax_region_layout *l = &model->layout;
 	u64 size;
@@ -208,7 +212,8 @@ static int flax_model_layout(struct flax_model *model, u32 nslots,
 	l->out_slot_size = ALIGN(out_bytes, FLAX_REGION_ALIGN);
 	l->rings_offset = ALIGN(sizeof(*l), FLAX_REGION_ALIGN);
 	l->ring_stride = ALIGN(struct_size((struct flax_ring *)NULL, entries,
-					   l->ring_entries), FLAX_REGION_ALIGN);
+					   l->ring_entries),
+			       FLAX_REGION_ALIGN);
 	l->in_offset = l->rings_offset + FLAX_MAX_WORKERS * l->ring_stride;
 	l->out_offset = l->in_offset + (u64)nslots * l->in_slot_size;
 	size = l->out_offset + (u64)nslots * l->out_slot_size;
@@ -236,8 +241,8 @@ static void flax_model_release(struct kobject *kobj)
 
 /* sysfs: /sys/class/misc/flax/models/<name>/, one value per file. */
 
-#define FLAX_MODEL_ATTR(_name)						\
-	static struct kobj_attribute flax_attr_##_name =		\
+#define FLAX_MODEL_ATTR(_name)                           \
+	static struct kobj_attribute flax_attr_##_name = \
 		__ATTR(_name, 0444, flax_##_name##_show, NULL)
 
 static struct flax_model *flax_kobj_model(struct kobject *kobj)
@@ -306,13 +311,14 @@ static ssize_t flax_post_ops_show(struct kobject *kobj,
 
 	for (i = 0; i < FLAX_POST_CHAIN_MAX && ops[i] != FLAX_POST_END; i++)
 		len += sysfs_emit_at(buf, len, "%s%s", i ? " " : "",
-				     ops[i] == FLAX_POST_SOFTMAX ? "softmax" : "topk");
+				     ops[i] == FLAX_POST_SOFTMAX ? "softmax" :
+								   "topk");
 	len += sysfs_emit_at(buf, len, "%s\n", i ? "" : "none");
 	return len;
 }
 
-static ssize_t flax_topk_show(struct kobject *kobj,
-			      struct kobj_attribute *attr, char *buf)
+static ssize_t flax_topk_show(struct kobject *kobj, struct kobj_attribute *attr,
+			      char *buf)
 {
 	return sysfs_emit(buf, "%u\n", flax_kobj_model(kobj)->desc.topk);
 }
@@ -362,13 +368,15 @@ static ssize_t flax_timeouts_show(struct kobject *kobj,
 static ssize_t flax_queued_show(struct kobject *kobj,
 				struct kobj_attribute *attr, char *buf)
 {
-	return sysfs_emit(buf, "%u\n", READ_ONCE(flax_kobj_model(kobj)->nqueued));
+	return sysfs_emit(buf, "%u\n",
+			  READ_ONCE(flax_kobj_model(kobj)->nqueued));
 }
 
 static ssize_t flax_workers_show(struct kobject *kobj,
 				 struct kobj_attribute *attr, char *buf)
 {
-	return sysfs_emit(buf, "%u\n", READ_ONCE(flax_kobj_model(kobj)->nworkers));
+	return sysfs_emit(buf, "%u\n",
+			  READ_ONCE(flax_kobj_model(kobj)->nworkers));
 }
 
 FLAX_MODEL_ATTR(id);
@@ -388,6 +396,7 @@ FLAX_MODEL_ATTR(queued);
 FLAX_MODEL_ATTR(workers);
 
 static struct attribute *flax_model_attrs[] = {
+	/* clang-format off */
 	&flax_attr_id.attr,
 	&flax_attr_input_shape.attr,
 	&flax_attr_input_dtype.attr,
@@ -404,6 +413,7 @@ static struct attribute *flax_model_attrs[] = {
 	&flax_attr_queued.attr,
 	&flax_attr_workers.attr,
 	NULL
+	/* clang-format on */
 };
 
 static const struct attribute_group flax_model_group = {
@@ -412,13 +422,13 @@ static const struct attribute_group flax_model_group = {
 
 static const struct attribute_group *flax_model_groups[] = {
 	&flax_model_group,
-	NULL
+	NULL,
 };
 
 static const struct kobj_type flax_model_ktype = {
-	.release	= flax_model_release,
-	.sysfs_ops	= &kobj_sysfs_ops,
-	.default_groups	= flax_model_groups,
+	.release = flax_model_release,
+	.sysfs_ops = &kobj_sysfs_ops,
+	.default_groups = flax_model_groups,
 };
 
 /*
@@ -452,8 +462,10 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	/* The input slot holds float32 after normalisation. */
 	if (check_mul_overflow(in_elems, flax_dtype_size(desc->input.dtype),
 			       &in_user_bytes) ||
-	    check_mul_overflow(in_elems, desc->pre_op == FLAX_PRE_NORMALIZE ?
-			       (u32)sizeof(u32) : flax_dtype_size(desc->input.dtype),
+	    check_mul_overflow(in_elems,
+			       desc->pre_op == FLAX_PRE_NORMALIZE ?
+				       (u32)sizeof(u32) :
+				       flax_dtype_size(desc->input.dtype),
 			       &in_bytes) ||
 	    check_mul_overflow(out_elems, (u32)sizeof(u32), &out_bytes))
 		return ERR_PTR(-EINVAL);
@@ -483,8 +495,8 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	model->desc.nslots = nslots;
 	model->desc.timeout_ms = desc->timeout_ms ?: flax_timeout_ms;
 	if (desc->topk)
-		model->desc.result_size = struct_size((struct flax_topk_result *)NULL,
-						      entries, desc->topk);
+		model->desc.result_size = struct_size(
+			(struct flax_topk_result *)NULL, entries, desc->topk);
 	else
 		model->desc.result_size = out_bytes;
 	model->in_elems = in_elems;
@@ -572,7 +584,8 @@ static int flax_model_publish(struct flax_model *model)
 		goto out_unlock;
 	model->desc.id = model->id;
 
-	ret = kobject_add(&model->kobj, flax_models_kobj, "%s", model->desc.name);
+	ret = kobject_add(&model->kobj, flax_models_kobj, "%s",
+			  model->desc.name);
 	if (ret)
 		goto err_erase;
 
@@ -763,8 +776,8 @@ int flax_ioctl_model_get(void __user *argp, unsigned int usize)
 		if (mean && copy_to_user(u64_to_user_ptr(mean),
 					 model->norm.mean, bytes))
 			goto out_put;
-		if (std && copy_to_user(u64_to_user_ptr(std),
-					model->norm.std, bytes))
+		if (std &&
+		    copy_to_user(u64_to_user_ptr(std), model->norm.std, bytes))
 			goto out_put;
 	}
 	ret = flax_copy_struct_to_user(argp, usize, &desc, sizeof(desc));

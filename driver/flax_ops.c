@@ -28,11 +28,11 @@
 
 #include "flax_ops.h"
 
-#define FLAX_F32_SIGN		0x80000000u
-#define FLAX_F32_ABS		0x7fffffffu
-#define FLAX_F32_INF		0x7f800000u
-#define FLAX_F32_QUIET		0x00400000u
-#define FLAX_F32_QNAN		0x7fc00000u
+#define FLAX_F32_SIGN 0x80000000u
+#define FLAX_F32_ABS 0x7fffffffu
+#define FLAX_F32_INF 0x7f800000u
+#define FLAX_F32_QUIET 0x00400000u
+#define FLAX_F32_QNAN 0x7fc00000u
 
 union flax_b32 {
 	u32 u;
@@ -100,13 +100,13 @@ static inline void flax_store32(u8 *p, u32 i, u32 v)
  * that reaches a float result, and handles float overflow (to +inf) and
  * float subnormals (to the nearest subnormal or 0) by itself.
  */
-#define FLAX_INV_LN2		0x1.71547652b82fep+0
-#define FLAX_LN2_HI		0x1.62e42fee00000p-1
-#define FLAX_LN2_LO		0x1.a39ef35793c76p-33
+#define FLAX_INV_LN2 0x1.71547652b82fep+0
+#define FLAX_LN2_HI 0x1.62e42fee00000p-1
+#define FLAX_LN2_LO 0x1.a39ef35793c76p-33
 /* Adding, then subtracting 1.5 * 2^52 rounds |x| < 2^51 to an integer. */
-#define FLAX_RINT_SHIFT		0x1.8p+52
-#define FLAX_EXP_MIN		(-104.0) /* e^-104 < 2^-150: float 0 */
-#define FLAX_EXP_MAX		89.0	/* e^89 > 2^128: float +inf */
+#define FLAX_RINT_SHIFT 0x1.8p+52
+#define FLAX_EXP_MIN (-104.0) /* e^-104 < 2^-150: float 0 */
+#define FLAX_EXP_MAX 89.0 /* e^89 > 2^128: float +inf */
 
 static double flax_exp_reduced(double x)
 {
@@ -120,6 +120,7 @@ static double flax_exp_reduced(double x)
 	r = x - kd * FLAX_LN2_HI;
 	r -= kd * FLAX_LN2_LO;
 
+	/* clang-format off */
 	p = 1.0 / 6227020800.0;			/* 1/13! */
 	p = p * r + 1.0 / 479001600.0;		/* 1/12! */
 	p = p * r + 1.0 / 39916800.0;		/* 1/11! */
@@ -132,6 +133,7 @@ static double flax_exp_reduced(double x)
 	p = p * r + 1.0 / 24.0;			/* 1/4! */
 	p = p * r + 1.0 / 6.0;			/* 1/3! */
 	p = p * r + 0.5;			/* 1/2! */
+	/* clang-format on */
 	p = p * r + 1.0;
 	p = p * r + 1.0;
 
@@ -144,12 +146,12 @@ u32 flax_expf_bits(u32 x)
 	float f;
 
 	if (flax_isnan_bits(x))
-		return x | FLAX_F32_QUIET;	/* as the hardware would */
+		return x | FLAX_F32_QUIET; /* as the hardware would */
 	f = flax_f32(x);
 	if (f > (float)FLAX_EXP_MAX)
-		return FLAX_F32_INF;		/* also x = +inf */
+		return FLAX_F32_INF; /* also x = +inf */
 	if (f < (float)FLAX_EXP_MIN)
-		return 0;			/* also x = -inf */
+		return 0; /* also x = -inf */
 	return flax_bits32((float)flax_exp_reduced((double)f));
 }
 
@@ -314,7 +316,7 @@ void flax_topk(const void *scores, u32 n, u32 k, struct flax_topk_entry *out)
 		if (cnt == want) {
 			if (key <= keys[cnt - 1])
 				continue;
-			j = cnt - 1;	/* the last entry drops out */
+			j = cnt - 1; /* the last entry drops out */
 		} else {
 			j = cnt++;
 		}

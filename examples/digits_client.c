@@ -13,7 +13,7 @@
  * Options: -m MODEL (default digits), -d DEVICE (default /dev/flax),
  * -t TIMEOUT_MS (default: the model's).
  *
- * Build: cc -O2 -I driver/uapi -o digits_client examples/digits_client.c
+ * Build: make -C examples (needs only -I driver/uapi).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,7 +52,8 @@ static int parse_image(const char *line, unsigned long lineno, __u8 *img)
 		errno = 0;
 		v = strtol(p, &end, 10);
 		if (end == p || errno || v < 0 || v > 16) {
-			fprintf(stderr, "digits_client: line %lu: value %d is not an integer 0-16\n",
+			fprintf(stderr,
+				"digits_client: line %lu: value %d is not an integer 0-16\n",
 				lineno, i + 1);
 			return -1;
 		}
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
 			timeout_ms = (__u32)strtoul(optarg, NULL, 10);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-m MODEL] [-d DEVICE] [-t TIMEOUT_MS] < images\n",
+			fprintf(stderr,
+				"usage: %s [-m MODEL] [-d DEVICE] [-t TIMEOUT_MS] < images\n",
 				argv[0]);
 			return 2;
 		}

@@ -42,24 +42,24 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define FLAX_ABI_VERSION	1
-#define FLAX_DEVICE_NAME	"flax"
+#define FLAX_ABI_VERSION 1
+#define FLAX_DEVICE_NAME "flax"
 
-#define FLAX_NAME_MAX		32
-#define FLAX_MAX_DIMS		6
-#define FLAX_TOPK_MAX		64
-#define FLAX_POST_CHAIN_MAX	8
-#define FLAX_MAX_WORKERS	8
-#define FLAX_REGION_MAGIC	0x464c4158	/* "FLAX" */
-#define FLAX_STATUS_ERRNO_MAX	511	/* below -ERESTARTSYS: user-visible errnos */
+#define FLAX_NAME_MAX 32
+#define FLAX_MAX_DIMS 6
+#define FLAX_TOPK_MAX 64
+#define FLAX_POST_CHAIN_MAX 8
+#define FLAX_MAX_WORKERS 8
+#define FLAX_REGION_MAGIC 0x464c4158 /* "FLAX" */
+#define FLAX_STATUS_ERRNO_MAX 511 /* below -ERESTARTSYS: user-visible errnos */
 
 /* Element types (struct flax_tensor_spec.dtype). */
-#define FLAX_DTYPE_UINT8	1
-#define FLAX_DTYPE_FLOAT32	2
+#define FLAX_DTYPE_UINT8 1
+#define FLAX_DTYPE_FLOAT32 2
 
 /* Preprocessing (struct flax_model_desc.pre_op). */
-#define FLAX_PRE_NONE		0	/* input copied to the slot as is */
-#define FLAX_PRE_NORMALIZE	1	/* float32 (x * scale - mean[c]) / std[c] */
+#define FLAX_PRE_NONE 0 /* input copied to the slot as is */
+#define FLAX_PRE_NORMALIZE 1 /* float32 (x * scale - mean[c]) / std[c] */
 
 /*
  * Postprocessing steps (struct flax_model_desc.post_ops[]), applied in
@@ -69,9 +69,9 @@
  * FLAX_POST_TOPK yields a struct flax_topk_result, any other chain a
  * vector of float32 with the output tensor's element count.
  */
-#define FLAX_POST_END		0
-#define FLAX_POST_SOFTMAX	1
-#define FLAX_POST_TOPK		2
+#define FLAX_POST_END 0
+#define FLAX_POST_SOFTMAX 1
+#define FLAX_POST_TOPK 2
 
 /**
  * struct flax_info - device information (FLAX_IOC_INFO).
@@ -98,7 +98,7 @@ struct flax_info {
 	__u64 features;
 };
 
-#define FLAX_INFO_SIZE_VER0	40
+#define FLAX_INFO_SIZE_VER0 40
 
 /**
  * struct flax_tensor_spec - shape and element type of a tensor.
@@ -126,6 +126,7 @@ struct flax_tensor_spec {
  *	all elements), the size of the last input dimension (per channel,
  *	channel-last), or the input element count (per feature).
  * @norm_scale: FLAX_PRE_NORMALIZE: binary32 factor applied first.
+ * @__pad0: must be 0.
  * @norm_mean: create: user pointer to @norm_count binary32 means; get: if
  *	not 0, the means are written there (call GET once without pointers
  *	to learn @norm_count).
@@ -158,7 +159,7 @@ struct flax_model_desc {
 	__u32 reserved[4];
 };
 
-#define FLAX_MODEL_DESC_SIZE_VER0	176
+#define FLAX_MODEL_DESC_SIZE_VER0 176
 
 /**
  * struct flax_model_ref - names a model by id (FLAX_IOC_MODEL_DESTROY).
@@ -170,15 +171,10 @@ struct flax_model_ref {
 	__u32 flags;
 };
 
-#define FLAX_MODEL_REF_SIZE_VER0	8
+#define FLAX_MODEL_REF_SIZE_VER0 8
 
 /**
  * struct flax_region_layout - where things are in a model's slot region.
- *
- * The kernel writes this at offset 0 of the region and returns it from
- * FLAX_IOC_WORKER_ATTACH.  All offsets are from the start of the mapping;
- * the region is mapped read-write with mmap(fd, 0, @region_size).
- *
  * @magic: FLAX_REGION_MAGIC.
  * @abi_version: FLAX_ABI_VERSION.
  * @nslots: number of slots.
@@ -192,6 +188,10 @@ struct flax_model_ref {
  * @rings_offset: offset of worker ring 0 (a struct flax_ring).
  * @ring_stride: bytes between worker rings.
  * @region_size: size of the whole region, a multiple of the page size.
+ *
+ * The kernel writes this at offset 0 of the region and returns it from
+ * FLAX_IOC_WORKER_ATTACH.  All offsets are from the start of the mapping;
+ * the region is mapped read-write with mmap(fd, 0, @region_size).
  */
 struct flax_region_layout {
 	__u32 magic;
@@ -222,17 +222,16 @@ struct flax_ring_entry {
 
 /**
  * struct flax_ring - a worker's ring of fetched jobs, in the shared region.
- *
- * Only FLAX_IOC_FETCH by the owning worker appends to it.  The kernel
- * fills the entries, then publishes @tail with a release store; a reader
- * loads @tail with acquire semantics before reading entries.
- *
  * @tail: entries produced so far (free-running; index with
  *	tail & (ring_entries - 1)).  Written by the kernel.
  * @head: entries the worker has consumed; the worker's to write, never
  *	read by the kernel.
  * @reserved: 0.
  * @entries: ring_entries entries.
+ *
+ * Only FLAX_IOC_FETCH by the owning worker appends to it.  The kernel
+ * fills the entries, then publishes @tail with a release store; a reader
+ * loads @tail with acquire semantics before reading entries.
  */
 struct flax_ring {
 	__u32 tail;
@@ -243,15 +242,14 @@ struct flax_ring {
 
 /**
  * struct flax_worker_attach - become a worker of a model (FLAX_IOC_WORKER_ATTACH).
- *
- * An fd attaches to one model, once.  The fd's jobs are requeued (or
- * failed with -EIO after too many retries) when it is closed.
- *
  * @model_id: the model.
  * @flags: must be 0.
  * @worker: out: index of this worker's ring in the region.
  * @__pad0: must be 0.
  * @layout: out: the region's layout.
+ *
+ * An fd attaches to one model, once.  The fd's jobs are requeued (or
+ * failed with -EIO after too many retries) when it is closed.
  */
 struct flax_worker_attach {
 	__u32 model_id;
@@ -261,7 +259,7 @@ struct flax_worker_attach {
 	struct flax_region_layout layout;
 };
 
-#define FLAX_WORKER_ATTACH_SIZE_VER0	88
+#define FLAX_WORKER_ATTACH_SIZE_VER0 88
 
 /**
  * struct flax_completion - a worker's verdict on one job.
@@ -281,16 +279,15 @@ struct flax_completion {
 
 /**
  * struct flax_complete - complete jobs (FLAX_IOC_COMPLETE).
- *
- * Entries are applied in order; the first bad one (a slot this worker
- * does not hold under that tag, a bad status, non-zero reserved) stops
- * the call with -EINVAL, leaving that job and the ones after it as they were.
- *
  * @completions: user pointer to @count struct flax_completion.
  * @count: number of entries, at most the region's nslots.
  * @flags: must be 0.
  * @done: out: entries applied.
  * @reserved: must be 0.
+ *
+ * Entries are applied in order; the first bad one (a slot this worker
+ * does not hold under that tag, a bad status, non-zero reserved) stops
+ * the call with -EINVAL, leaving that job and the ones after it as they were.
  */
 struct flax_complete {
 	__u64 completions;
@@ -300,17 +297,10 @@ struct flax_complete {
 	__u32 reserved;
 };
 
-#define FLAX_COMPLETE_SIZE_VER0	24
+#define FLAX_COMPLETE_SIZE_VER0 24
 
 /**
  * struct flax_fetch - complete a batch and fetch the next (FLAX_IOC_FETCH).
- *
- * First applies @ncomplete completions as FLAX_IOC_COMPLETE does.  Then
- * waits up to @timeout_ms for a first job; once one is queued, waits
- * until @max_jobs are queued or the oldest queued job has waited
- * @max_wait_us, then takes up to @max_jobs jobs, oldest first, and
- * appends them to this worker's ring.
- *
  * @completions: user pointer to @ncomplete struct flax_completion.
  * @ncomplete: completions to apply first (0: none).
  * @max_jobs: most jobs to take, 1 to the region's nslots.
@@ -323,6 +313,12 @@ struct flax_complete {
  * @first: out: ring position (free-running) of the first new entry.
  * @count: out: number of jobs fetched.
  * @done: out: completions applied.
+ *
+ * First applies @ncomplete completions as FLAX_IOC_COMPLETE does.  Then
+ * waits up to @timeout_ms for a first job; once one is queued, waits
+ * until @max_jobs are queued or the oldest queued job has waited
+ * @max_wait_us, then takes up to @max_jobs jobs, oldest first, and
+ * appends them to this worker's ring.
  */
 struct flax_fetch {
 	__u64 completions;
@@ -336,7 +332,7 @@ struct flax_fetch {
 	__u32 done;
 };
 
-#define FLAX_FETCH_SIZE_VER0	40
+#define FLAX_FETCH_SIZE_VER0 40
 
 /**
  * struct flax_infer - run a model on one input, synchronously (FLAX_IOC_INFER).
@@ -363,7 +359,7 @@ struct flax_infer {
 	__u32 reserved;
 };
 
-#define FLAX_INFER_SIZE_VER0	40
+#define FLAX_INFER_SIZE_VER0 40
 
 /**
  * struct flax_topk_entry - one class of a top-k result.
@@ -388,8 +384,9 @@ struct flax_topk_result {
 	struct flax_topk_entry entries[];
 };
 
-#define FLAX_IOC_MAGIC		0xFA
+#define FLAX_IOC_MAGIC 0xFA
 
+/* clang-format off */
 #define FLAX_IOC_INFO		_IOR(FLAX_IOC_MAGIC, 0x00, struct flax_info)
 #define FLAX_IOC_MODEL_CREATE	_IOWR(FLAX_IOC_MAGIC, 0x01, struct flax_model_desc)
 #define FLAX_IOC_MODEL_GET	_IOWR(FLAX_IOC_MAGIC, 0x02, struct flax_model_desc)
@@ -398,5 +395,6 @@ struct flax_topk_result {
 #define FLAX_IOC_FETCH		_IOWR(FLAX_IOC_MAGIC, 0x11, struct flax_fetch)
 #define FLAX_IOC_COMPLETE	_IOWR(FLAX_IOC_MAGIC, 0x12, struct flax_complete)
 #define FLAX_IOC_INFER		_IOWR(FLAX_IOC_MAGIC, 0x20, struct flax_infer)
+/* clang-format on */
 
 #endif /* _UAPI_LINUX_FLAXDEV_H */

@@ -289,5 +289,3 @@ def test_cli_vm_runner_command(tmp_path):
     (tmp_path / "kbuild" / "vm-run").write_text("")
     argv = vm.runner_command(["--", "pytest", "-x"], repo=tmp_path)
     assert argv == ["bash", str(tmp_path / "kbuild" / "vm-run"), "--", "pytest", "-x"]
-
-

@@ -44,7 +44,6 @@ EINVAL = 22
 TOPK_MAX = 64
 
 
-
 class Ops(Protocol):
     """What the ``ops`` fixture (conftest.py) gives: the loaded extension."""
 
