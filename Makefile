@@ -6,8 +6,8 @@
 #                   --strict, kernel-doc, clang-format, ruff, mypy --strict
 #   make install    dkms-install (flaxdev.ko for every installed kernel) + udev-install
 #
-# KSERIES=6.1 (default) or 6.12 picks the Debian kernel series; KVER=<release>
-# pins one release.
+# KSERIES=6.1 (default) or 6.12 picks the Debian kernel series ("6.1 6.12":
+# both, for make test); KVER=<release> pins one release.
 
 KSERIES ?= 6.1
 VENV := .venv
@@ -24,7 +24,7 @@ kver = $(shell kbuild/kver.sh $(or $(KVER),$(KSERIES)))
 all: module python ctools
 
 setup:
-	@KSERIES=$(KSERIES) bash kbuild/setup-host.sh
+	@KSERIES="$(KSERIES)" bash kbuild/setup-host.sh
 
 module:
 	$(MAKE) -C kbuild KDIR=/usr/src/linux-headers-$(kver)
@@ -39,10 +39,14 @@ ctools:
 	$(MAKE) -C examples
 	$(MAKE) -C tests/vm/c
 
+# With several series (KSERIES="6.1 6.12"), the module is rebuilt and the VM
+# suite run once per series.
 test: setup
-	$(MAKE) all
+	$(MAKE) python ctools
 	$(MAKE) test-host
-	$(MAKE) test-vm
+	set -e; for series in $(KSERIES); do \
+		$(MAKE) module test-vm KSERIES=$$series; \
+	done
 
 test-host:
 	$(PY) -m pytest -q tests/host
@@ -52,7 +56,7 @@ test-exhaustive:
 	FLAX_EXHAUSTIVE=1 $(PY) -m pytest -q tests/host/test_ops.py -k exhaustive
 
 test-vm:
-	kbuild/vm-run --kver $(kver) --out out/vm-test -- bash tests/vm/run.sh
+	kbuild/vm-run --kver $(kver) --out out/vm-test-$(kver) -- bash tests/vm/run.sh
 
 demo: setup
 	$(MAKE) all
