@@ -17,7 +17,7 @@ TOP := $(CURDIR)
 # Resolved when a recipe runs, after setup has installed the kernel.
 kver = $(shell kbuild/kver.sh $(or $(KVER),$(KSERIES)))
 
-.PHONY: all setup module python ctools test test-host test-exhaustive test-vm demo check \
+.PHONY: all setup module python ctools test test-host test-exhaustive test-vm test-debug demo check \
 	check-setup check-style check-build check-python check-packaging \
 	install dkms-install dkms-uninstall udev-install clean
 
@@ -57,6 +57,16 @@ test-exhaustive:
 
 test-vm:
 	kbuild/vm-run --kver $(kver) --out out/vm-test-$(kver) -- bash tests/vm/run.sh
+
+# The VM suite on a kernel built with KASAN, lockdep, DEBUG_ATOMIC_SLEEP,
+# kmemleak and UBSAN (kbuild/build-debug-kernel.sh, kbuild/debug.config).
+# Not in CI: building that kernel takes longer than CI's budget on 2 cores.
+test-debug: setup
+	$(MAKE) python ctools
+	set -e; src=$$(bash kbuild/build-debug-kernel.sh); \
+	$(MAKE) -C kbuild KDIR=$$src; \
+	kbuild/vm-run --kimage $$src/arch/x86/boot/bzImage --out out/vm-test-debug \
+		-- bash tests/vm/run-debug.sh
 
 demo: setup
 	$(MAKE) all
