@@ -4,6 +4,10 @@
  * (FLAX_IOC_INFER) and the worker side (FLAX_IOC_WORKER_ATTACH,
  * FLAX_IOC_FETCH, FLAX_IOC_COMPLETE, mmap and release).
  *
+ * FLAX_IOC_INFER and the in-kernel flax_model_infer() (flaxdev_kapi.h)
+ * share one path, flax_infer(); they differ only in where the input comes
+ * from and the result goes to (struct flax_infer_io).
+ *
  * A slot is a job: a client claims a free slot, fills its input slot,
  * queues it and sleeps on it; a worker fetches it into its ring and
  * completes it; the client takes the result and frees the slot.  Nothing
@@ -23,6 +27,7 @@
 #include <linux/jiffies.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/nospec.h>
 #include <linux/overflow.h>
 #include <linux/sched/signal.h>
@@ -37,6 +42,7 @@
 #include "flax_kcompat.h"
 #include "flax_model.h"
 #include "flax_ops.h"
+#include "flaxdev_kapi.h"
 
 /**
  * struct flax_worker - an fd attached to a model with WORKER_ATTACH.
@@ -53,6 +59,20 @@ struct flax_worker {
 	struct list_head held;
 	u32 index;
 	u32 tail;
+};
+
+/**
+ * struct flax_infer_io - where a request's input and result are.
+ * @uin: user input (FLAX_IOC_INFER), or NULL with @kin.
+ * @kin: kernel input (flax_model_infer()), or NULL with @uin.
+ * @uout: user result buffer, with @uin.
+ * @kout: kernel result buffer, with @kin.
+ */
+struct flax_infer_io {
+	const void __user *uin;
+	const void *kin;
+	void __user *uout;
+	void *kout;
 };
 
 /* Completions copied from user space at a time. */
@@ -216,13 +236,26 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 	return ret;
 }
 
+/* Copies the result out to the caller's buffer. */
+static int flax_io_out(const struct flax_infer_io *io, const void *src,
+		       size_t size)
+{
+	if (io->kout) {
+		memcpy(io->kout, src, size);
+		return 0;
+	}
+	return copy_to_user(io->uout, src, size) ? -EFAULT : 0;
+}
+
 /* Copies the input in and preprocesses it; no FPU during the user copy. */
 static int flax_slot_fill(struct flax_model *model, struct flax_slot *slot,
-			  const void __user *input)
+			  const struct flax_infer_io *io)
 {
 	void *buf = flax_in_slot(model, slot->index);
 
-	if (copy_from_user(buf, input, model->in_user_bytes))
+	if (io->kin)
+		memcpy(buf, io->kin, model->in_user_bytes);
+	else if (copy_from_user(buf, io->uin, model->in_user_bytes))
 		return -EFAULT;
 	if (model->desc.pre_op == FLAX_PRE_NORMALIZE)
 		return flax_preprocess(model, buf);
@@ -302,7 +335,7 @@ static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
  * postprocess, else from @buf (out_bytes, then the top-k result).
  */
 static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
-			    void *buf, void __user *output)
+			    void *buf, const struct flax_infer_io *io)
 {
 	const void *out = flax_out_slot(model, slot->index);
 	u32 out_bytes = model->layout.out_bytes;
@@ -312,8 +345,7 @@ static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
 
 	if (!flax_model_has_post(model)) {
 		/* Payload only: a worker changing it under us harms no one. */
-		if (copy_to_user(output, out, out_bytes))
-			ret = -EFAULT;
+		ret = flax_io_out(io, out, out_bytes);
 		flax_slot_put(model, slot);
 		return ret;
 	}
@@ -328,7 +360,7 @@ static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
 		flax_fpu_end();
 	}
 	if (!k)
-		return copy_to_user(output, buf, out_bytes) ? -EFAULT : 0;
+		return flax_io_out(io, buf, out_bytes);
 
 	res = buf + ALIGN(out_bytes, sizeof(u64));
 	res->count = k;
@@ -336,10 +368,15 @@ static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
 	flax_fpu_begin();
 	flax_topk(buf, model->out_elems, k, res->entries);
 	flax_fpu_end();
-	return copy_to_user(output, res, model->desc.result_size) ? -EFAULT : 0;
+	return flax_io_out(io, res, model->desc.result_size);
 }
 
-static int flax_infer(struct flax_model *model, struct flax_infer *req)
+/*
+ * Runs one request whose sizes the caller has checked: claim, fill, queue,
+ * wait, result.  @req_timeout_ms 0 means the model's timeout.
+ */
+static int flax_infer(struct flax_model *model, const struct flax_infer_io *io,
+		      u32 req_timeout_ms)
 {
 	u32 timeout_ms = model->desc.timeout_ms;
 	struct flax_slot *slot;
@@ -347,8 +384,8 @@ static int flax_infer(struct flax_model *model, struct flax_infer *req)
 	void *buf = NULL;
 	int ret;
 
-	if (req->timeout_ms && req->timeout_ms < timeout_ms)
-		timeout_ms = req->timeout_ms;
+	if (req_timeout_ms && req_timeout_ms < timeout_ms)
+		timeout_ms = req_timeout_ms;
 	deadline = jiffies + msecs_to_jiffies(timeout_ms);
 
 	if (flax_model_has_post(model)) {
@@ -364,7 +401,7 @@ static int flax_infer(struct flax_model *model, struct flax_infer *req)
 	if (ret)
 		goto out_free;
 
-	ret = flax_slot_fill(model, slot, u64_to_user_ptr(req->input));
+	ret = flax_slot_fill(model, slot, io);
 	if (ret) {
 		flax_slot_put(model, slot);
 		goto out_free;
@@ -378,11 +415,21 @@ static int flax_infer(struct flax_model *model, struct flax_infer *req)
 	if (ret)
 		goto out_free;
 
-	ret = flax_slot_result(model, slot, buf, u64_to_user_ptr(req->output));
-	req->output_size = model->desc.result_size;
+	ret = flax_slot_result(model, slot, buf, io);
 out_free:
 	kvfree(buf);
 	return ret;
+}
+
+/* Counts a request's outcome in the model's statistics. */
+static void flax_infer_account(struct flax_model *model, int ret)
+{
+	if (!ret)
+		atomic64_inc(&model->completed);
+	else if (ret == -ETIMEDOUT)
+		atomic64_inc(&model->timeouts);
+	else
+		atomic64_inc(&model->errors);
 }
 
 /**
@@ -398,6 +445,7 @@ out_free:
  */
 int flax_ioctl_infer(void __user *argp, unsigned int usize)
 {
+	struct flax_infer_io io = {};
 	struct flax_model *model;
 	struct flax_infer req;
 	int ret;
@@ -423,21 +471,41 @@ int flax_ioctl_infer(void __user *argp, unsigned int usize)
 		goto out_put;
 	}
 
+	io.uin = u64_to_user_ptr(req.input);
+	io.uout = u64_to_user_ptr(req.output);
 	atomic64_inc(&model->requests);
-	ret = flax_infer(model, &req);
-	if (!ret)
+	ret = flax_infer(model, &io, req.timeout_ms);
+	if (!ret) {
+		req.output_size = model->desc.result_size;
 		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
-
-	if (!ret)
-		atomic64_inc(&model->completed);
-	else if (ret == -ETIMEDOUT)
-		atomic64_inc(&model->timeouts);
-	else
-		atomic64_inc(&model->errors);
+	}
+	flax_infer_account(model, ret);
 out_put:
 	flax_model_put(model);
 	return ret;
 }
+
+/* Documented in flaxdev_kapi.h. */
+int flax_model_infer(struct flax_model *model, const void *input,
+		     size_t input_size, void *result, size_t result_size,
+		     unsigned int timeout_ms)
+{
+	struct flax_infer_io io = { .kin = input, .kout = result };
+	int ret;
+
+	might_sleep();
+	if (IS_ERR_OR_NULL(model) || !input || !result ||
+	    input_size != model->in_user_bytes)
+		return -EINVAL;
+	if (result_size < model->desc.result_size)
+		return -ENOSPC;
+
+	atomic64_inc(&model->requests);
+	ret = flax_infer(model, &io, timeout_ms);
+	flax_infer_account(model, ret);
+	return ret ?: model->desc.result_size;
+}
+EXPORT_SYMBOL_GPL(flax_model_infer);
 
 /* Worker side. */
 

@@ -12,6 +12,7 @@
 #include <linux/err.h>
 #include <linux/kobject.h>
 #include <linux/log2.h>
+#include <linux/module.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/overflow.h>
@@ -668,14 +669,50 @@ struct flax_model *flax_model_get(u32 id)
 	return model;
 }
 
-/**
- * flax_model_put() - drop a reference to a model.
- * @model: the model.
- */
+/* Documented in flaxdev_kapi.h. */
+struct flax_model *flax_model_get_by_name(const char *name)
+{
+	struct flax_model *model;
+	size_t len;
+
+	might_sleep();
+	if (!name)
+		return ERR_PTR(-EINVAL);
+	len = strnlen(name, FLAX_NAME_MAX);
+	if (!len || len == FLAX_NAME_MAX)
+		return ERR_PTR(-EINVAL);
+
+	mutex_lock(&flax_registry_lock);
+	model = flax_model_find(name);
+	if (model)
+		kobject_get(&model->kobj);
+	mutex_unlock(&flax_registry_lock);
+	return model ?: ERR_PTR(-ENOENT);
+}
+EXPORT_SYMBOL_GPL(flax_model_get_by_name);
+
+/* Documented in flaxdev_kapi.h. */
+size_t flax_model_input_size(const struct flax_model *model)
+{
+	return model->in_user_bytes;
+}
+EXPORT_SYMBOL_GPL(flax_model_input_size);
+
+/* Documented in flaxdev_kapi.h. */
+size_t flax_model_result_size(const struct flax_model *model)
+{
+	return model->desc.result_size;
+}
+EXPORT_SYMBOL_GPL(flax_model_result_size);
+
+/* Documented in flaxdev_kapi.h. */
 void flax_model_put(struct flax_model *model)
 {
+	if (IS_ERR_OR_NULL(model))
+		return;
 	kobject_put(&model->kobj);
 }
+EXPORT_SYMBOL_GPL(flax_model_put);
 
 /**
  * flax_models_count() - number of models in the registry.

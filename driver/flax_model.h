@@ -16,6 +16,7 @@
 #include <linux/wait.h>
 
 #include "flax_ops.h"
+#include "flaxdev_kapi.h"
 #include "uapi/flaxdev.h"
 
 struct flax_worker;
@@ -96,7 +97,7 @@ struct flax_slot {
  * @dead: destroyed; no new job is accepted.
  * @slot_wait: clients waiting for a free slot.
  * @job_wait: workers waiting in FLAX_IOC_FETCH.
- * @requests: FLAX_IOC_INFER calls accepted.
+ * @requests: FLAX_IOC_INFER and flax_model_infer() calls accepted.
  * @completed: requests answered with a result.
  * @errors: requests failed for a reason other than a timeout.
  * @timeouts: requests timed out.
@@ -157,7 +158,6 @@ static inline struct flax_ring *flax_ring(const struct flax_model *model,
 }
 
 struct flax_model *flax_model_get(u32 id);
-void flax_model_put(struct flax_model *model);
 unsigned int flax_models_count(void);
 
 int flax_ioctl_model_create(void __user *argp, unsigned int usize);

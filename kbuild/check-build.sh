@@ -1,12 +1,12 @@
 #!/bin/bash
 # The build gates of `make check`: for each kernel series given (default
-# 6.1 and 6.12), build flaxdev.ko with W=1 (extra compiler warnings, and
-# kernel-doc on the sources) and C=2 (sparse on every file, with __user,
-# __bitwise endianness and lock-context checking), in build/check/<series>/
-# and build/check/<series>.ko, so kbuild/flaxdev.ko is left alone.  Any
-# warning or error fails, and the built module's modinfo must show
-# description, author, license, version and a description for every
-# parameter.
+# 6.1 and 6.12), build flaxdev.ko and the sample flax_iolat.ko with W=1
+# (extra compiler warnings, and kernel-doc on the sources) and C=2 (sparse
+# on every file, with __user, __bitwise endianness and lock-context
+# checking), in build/check/<series>/ and build/check/<series>.ko, so
+# kbuild/*.ko are left alone.  Any warning or error fails, the built
+# module's modinfo must show description, author, license, version and a
+# description for every parameter, and the sample must depend on flaxdev.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 2
@@ -48,6 +48,12 @@ for series in "$@"; do
 	nparm_desc=$(grep -cE '^parm: +[a-z_0-9]+:[^ ].* \([a-z]+\)$' <<<"$info")
 	if [ "$nparm_desc" != "$nparams" ]; then
 		echo "check-build $series: $nparams module parameters, $nparm_desc with a description in modinfo"
+		fail=1
+	fi
+	# The sample user of the in-kernel API, built in the same invocation.
+	sample=$out/flax_iolat.ko
+	if [ -d samples ] && ! modinfo -F depends "$sample" 2>/dev/null | grep -qx flaxdev; then
+		echo "check-build $series: $sample missing or not depending on flaxdev"
 		fail=1
 	fi
 	echo "check-build $series ($kver): W=1 C=2 clean, $nchecked files through sparse;" \

@@ -2,13 +2,13 @@
 # The style gates of `make check` for the C, with the kernel's own tools
 # (extracted from linux-source-6.1 by kbuild/get-kernel-tools.sh):
 #
-#   checkpatch.pl --strict   driver/, driver/uapi/ and examples/: no ERROR,
+#   checkpatch.pl --strict   driver/, driver/uapi/, samples/ and examples/: no ERROR,
 #                            WARNING or CHECK that is not an exception
-#   kernel-doc               driver/ and the UAPI header: no warning (-v, the
+#   kernel-doc               driver/, samples/ and the UAPI header: no warning (-v, the
 #                            6.1 script's strict mode; also -Wall with a newer
 #                            script when a 6.12 kbuild is installed), every
 #                            non-static function and every UAPI struct documented
-#   clang-format             driver/: the kernel's .clang-format, unchanged;
+#   clang-format             driver/ and samples/: the kernel's .clang-format, unchanged;
 #                            every "clang-format off" region an exception
 #
 # Exceptions, each with its reason: kbuild/checkpatch-exceptions.txt.  An
@@ -21,9 +21,9 @@ tools=$top/build/tools/linux-6.1
 exceptions=kbuild/checkpatch-exceptions.txt
 fail=0
 
-c_files=(driver/*.c driver/*.h driver/uapi/*.h)
+c_files=(driver/*.c driver/*.h driver/uapi/*.h samples/*.c)
 checkpatch_files=("${c_files[@]}" examples/*.c)
-doc_files=(driver/*.c driver/*.h driver/uapi/flaxdev.h)
+doc_files=(driver/*.c driver/*.h driver/uapi/flaxdev.h samples/*.c)
 
 ex_tool=() ex_file=() ex_type=() ex_re=() ex_used=()
 while read -r tool file type re reason; do
