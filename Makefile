@@ -63,10 +63,12 @@ test-vm:
 # Not in CI: building that kernel takes longer than CI's budget on 2 cores.
 test-debug: setup
 	$(MAKE) python ctools
-	set -e; src=$$(bash kbuild/build-debug-kernel.sh); \
-	$(MAKE) -C kbuild KDIR=$$src; \
-	kbuild/vm-run --kimage $$src/arch/x86/boot/bzImage --out out/vm-test-debug \
-		-- bash tests/vm/run-debug.sh
+	set -e; src=$$(bash kbuild/build-debug-kernel.sh); mkdir -p build/debug; \
+	$(MAKE) -C kbuild KDIR=$$src FLAX_OBJDIR=$(TOP)/build/kbuild-debug \
+		FLAX_KO_OUT=$(TOP)/build/debug/flaxdev.ko; \
+	cp build/kbuild-debug/flax_iolat.ko build/debug/; \
+	kbuild/vm-run --kimage $$src/arch/x86/boot/bzImage --ko build/debug/flaxdev.ko \
+		--out out/vm-test-debug -- bash tests/vm/run-debug.sh
 
 demo: setup
 	$(MAKE) all

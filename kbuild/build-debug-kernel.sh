@@ -29,6 +29,13 @@ export PATH=$top/.venv/bin:$PATH
 start=$(date +%s)
 vng --build --skip-modules --config "$top/kbuild/debug.config" >&2
 echo "build-debug-kernel: built in $(($(date +%s) - start)) s" >&2
+# Out-of-tree modules need the module linker script and the kernel's symbol
+# versions; the build skipped modules, so prepare them here, keeping the
+# release (vng builds with LOCALVERSION=-virtme) so vermagic matches.
+rel=$(cat include/config/kernel.release)
+make -s modules_prepare LOCALVERSION="${rel#"$(make -s kernelversion)"}" >&2
+cp vmlinux.symvers Module.symvers
+[ "$(cat include/config/kernel.release)" = "$rel" ]
 for opt in KASAN PROVE_LOCKING DEBUG_ATOMIC_SLEEP DEBUG_KMEMLEAK UBSAN MODULES; do
 	grep -q "^CONFIG_$opt=y" .config || {
 		echo "build-debug-kernel: CONFIG_$opt is not set in the built kernel" >&2
