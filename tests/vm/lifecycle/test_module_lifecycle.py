@@ -106,5 +106,10 @@ def test_load_unload_twenty_times_without_leaks() -> None:
     # vmalloc'd region (over 8 kB) per cycle.  A leaked model reference of
     # any size is caught by the module itself: its exit WARNs about models
     # still alive, and vm-run fails on the WARNING in the kernel log.
-    assert growth.get("kernfs_node_cache", 0) < 300
     assert growth.get("VmallocUsed", 0) < 20 * 8
+    if os.environ.get("FLAX_KMEMLEAK") == "1":
+        # make test-debug: KASAN's quarantine keeps freed objects counted;
+        # tests/vm/run-debug.sh fails on any kmemleak report instead.
+        print("kernfs/kmalloc counts not judged: kmemleak checks this run")
+        return
+    assert growth.get("kernfs_node_cache", 0) < 300
