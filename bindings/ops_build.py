@@ -48,11 +48,14 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DRIVER = ROOT / "driver"
-SOURCE = DRIVER / "flax_ops.c"
+#: The shared C files compiled into the extension (the kernel builds the same files).
+SOURCES: tuple[Path, ...] = (
+    DRIVER / "flax_ops.c",  # numeric pre/postprocessing (SSE object in the kernel)
+)
 
 #: Every file whose contents the built extension depends on (for cache keys).
 INPUTS: tuple[Path, ...] = (
-    SOURCE,
+    *SOURCES,
     DRIVER / "flax_ops.h",
     DRIVER / "flax_compat.h",
     DRIVER / "uapi" / "flaxdev.h",
@@ -79,7 +82,7 @@ SANITIZE_FLAGS: tuple[str, ...] = (
     "-g",
 )
 
-CDEF = """\
+CDEF_OPS = """\
 #define FLAX_DTYPE_UINT8 ...
 #define FLAX_DTYPE_FLOAT32 ...
 #define FLAX_TOPK_MAX ...
@@ -106,6 +109,9 @@ uint32_t flax_expf_bits(uint32_t x);
 
 void flaxtest_expf_array(const uint32_t *x, uint32_t *y, size_t n);
 """
+
+#: The API of each shared C file, one declaration block per file.
+CDEF = CDEF_OPS
 
 HELPERS_SOURCE = r"""
 #include "flax_ops.h"
@@ -138,7 +144,7 @@ def make_ffibuilder(sanitize: bool = False) -> FFI:
     builder.set_source(
         module_name(sanitize),
         HELPERS_SOURCE,
-        sources=[str(SOURCE)],
+        sources=[str(path) for path in SOURCES],
         include_dirs=[str(DRIVER)],
         define_macros=[("FLAX_USERSPACE", "1")],
         extra_compile_args=flags,

@@ -53,13 +53,19 @@
 #define FLAX_REGION_MAGIC 0x464c4158 /* "FLAX" */
 #define FLAX_STATUS_ERRNO_MAX 511 /* below -ERESTARTSYS: user-visible errnos */
 
-/* Element types (struct flax_tensor_spec.dtype). */
+/* Element types (struct flax_tensor_spec.dtype), little-endian. */
 #define FLAX_DTYPE_UINT8 1
 #define FLAX_DTYPE_FLOAT32 2
+#define FLAX_DTYPE_INT8 3
+#define FLAX_DTYPE_UINT16 4
+#define FLAX_DTYPE_INT16 5
+#define FLAX_DTYPE_INT32 6
+#define FLAX_DTYPE_FLOAT16 7
 
 /* Preprocessing (struct flax_model_desc.pre_op). */
 #define FLAX_PRE_NONE 0 /* input copied to the slot as is */
 #define FLAX_PRE_NORMALIZE 1 /* float32 (x * scale - mean[c]) / std[c] */
+#define FLAX_PRE_TOKENIZE 2 /* UTF-8 text to WordPiece ids and mask */
 
 /*
  * Postprocessing steps (struct flax_model_desc.post_ops[]), applied in
@@ -72,6 +78,12 @@
 #define FLAX_POST_END 0
 #define FLAX_POST_SOFTMAX 1
 #define FLAX_POST_TOPK 2
+#define FLAX_POST_LOG_SOFTMAX 3
+#define FLAX_POST_ARGMAX 4
+#define FLAX_POST_SIGMOID 5
+#define FLAX_POST_THRESHOLD 6
+#define FLAX_POST_MEAN_POOL 7
+#define FLAX_POST_L2_NORMALIZE 8
 
 /**
  * struct flax_info - device information (FLAX_IOC_INFO).
