@@ -25,9 +25,10 @@ Two variants:
   resolves; without it jaxlib's first C++ exception kills the process.)
   ``tests/host/conftest.py`` does all of this by itself: see its docstring.
 
-Besides the header's API, the module exports one test helper,
-``flaxtest_expf_array()``, which applies flax_expf_bits() to an array (a Python
-call per element would make dense checks of 2^24 and more inputs too slow).
+Besides the header's API, the module exports two test helpers,
+``flaxtest_expf_array()`` and ``flaxtest_sqrt_array()``, which apply
+flax_expf_bits() and flax_sqrt_bits() to an array (a Python call per element
+would make dense checks of 2^24 and more inputs too slow).
 
 ``python bindings/ops_build.py [--sanitize] [--out-dir DIR]`` builds the
 extension (default directory: ``build/host-ops``) and prints its path.  Nothing
@@ -51,12 +52,14 @@ DRIVER = ROOT / "driver"
 #: The shared C files compiled into the extension (the kernel builds the same files).
 SOURCES: tuple[Path, ...] = (
     DRIVER / "flax_ops.c",  # numeric pre/postprocessing (SSE object in the kernel)
+    DRIVER / "flax_text.c",  # number formatting and parsing (integer only)
 )
 
 #: Every file whose contents the built extension depends on (for cache keys).
 INPUTS: tuple[Path, ...] = (
     *SOURCES,
     DRIVER / "flax_ops.h",
+    DRIVER / "flax_text.h",
     DRIVER / "flax_compat.h",
     DRIVER / "uapi" / "flaxdev.h",
     Path(__file__).resolve(),
@@ -85,13 +88,25 @@ SANITIZE_FLAGS: tuple[str, ...] = (
 CDEF_OPS = """\
 #define FLAX_DTYPE_UINT8 ...
 #define FLAX_DTYPE_FLOAT32 ...
+#define FLAX_DTYPE_INT8 ...
+#define FLAX_DTYPE_UINT16 ...
+#define FLAX_DTYPE_INT16 ...
+#define FLAX_DTYPE_INT32 ...
+#define FLAX_DTYPE_FLOAT16 ...
 #define FLAX_TOPK_MAX ...
 #define FLAX_FPU_CHUNK ...
+#define FLAX_NORM_CLAMP ...
+#define FLAX_NORM_FLAGS ...
+#define FLAX_SMX_NAN ...
 #define EINVAL ...
 
 struct flax_norm {
     uint32_t count;
+    uint32_t inner;
     uint32_t scale;
+    uint32_t flags;
+    uint32_t clamp_lo;
+    uint32_t clamp_hi;
     const uint32_t *mean;
     const uint32_t *std;
 };
@@ -101,17 +116,55 @@ struct flax_topk_entry {
     uint32_t score;
 };
 
+struct flax_smx {
+    uint32_t max;
+    uint32_t flags;
+    uint64_t sum;
+    uint64_t nmax;
+};
+
 int flax_normalize(void *dst, const void *src, uint32_t dtype, uint32_t first, uint32_t n,
                    const struct flax_norm *p);
-void flax_softmax(void *buf, uint32_t n);
 void flax_topk(const void *scores, uint32_t n, uint32_t k, struct flax_topk_entry *out);
+uint32_t flax_topk_add(const void *scores, uint32_t n, uint32_t first, uint32_t k, uint32_t cnt,
+                       struct flax_topk_entry *out);
+void flax_smx_init(struct flax_smx *s);
+void flax_smx_max(struct flax_smx *s, const void *buf, uint32_t n);
+void flax_smx_sum(struct flax_smx *s, const void *buf, uint32_t n);
+void flax_smx_apply(const struct flax_smx *s, void *buf, uint32_t n, int log);
+void flax_softmax(void *buf, uint32_t n);
+void flax_sigmoid(void *buf, uint32_t n);
+uint32_t flax_threshold(const void *scores, uint32_t n, uint32_t thr, uint32_t first,
+                        struct flax_topk_entry *out);
+uint32_t flax_pool_acc(uint64_t *acc, const void *rows, const void *mask, uint32_t nrows,
+                       uint32_t d);
+void flax_pool_finish(void *dst, const uint64_t *acc, uint32_t d, uint32_t ntokens);
+void flax_sumsq(uint64_t *acc, const void *buf, uint32_t n);
+void flax_l2_apply(void *buf, uint32_t n, uint64_t acc);
+uint64_t flax_sqrt_bits(uint64_t x);
 uint32_t flax_expf_bits(uint32_t x);
 
 void flaxtest_expf_array(const uint32_t *x, uint32_t *y, size_t n);
+void flaxtest_sqrt_array(const uint64_t *x, uint64_t *y, size_t n);
+"""
+
+# driver/flax_text.h (dtype and errno constants: from CDEF_OPS or the tests themselves).
+CDEF_TEXT = """\
+#define FLAX_FMT_PREC_MAX ...
+#define FLAX_FMT_F32_MAX ...
+
+int flax_fmt_f32(char *buf, size_t size, uint32_t bits, uint32_t prec);
+int flax_fmt_f32_list(char *buf, size_t size, const void *vals, uint32_t n, uint32_t prec);
+int flax_parse_f32(const char *s, size_t len, uint32_t *out, size_t *used);
+int flax_parse_numbers(const char *text, size_t len, uint32_t dtype, void *dst, uint32_t n);
+
+size_t flaxtest_fmt_array(const uint32_t *bits, size_t n, uint32_t prec, char *out, size_t size);
+uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t count, uint32_t prec,
+                              uint32_t *first_bad);
 """
 
 #: The API of each shared C file, one declaration block per file.
-CDEF = CDEF_OPS
+CDEF = CDEF_OPS + CDEF_TEXT
 
 HELPERS_SOURCE = r"""
 #include "flax_ops.h"
@@ -123,6 +176,74 @@ static void flaxtest_expf_array(const uint32_t *x, uint32_t *y, size_t n)
 
 	for (i = 0; i < n; i++)
 		y[i] = flax_expf_bits(x[i]);
+}
+
+/* flax_sqrt_bits() over an array (test helper, not part of flax_ops.h). */
+static void flaxtest_sqrt_array(const uint64_t *x, uint64_t *y, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		y[i] = flax_sqrt_bits(x[i]);
+}
+"""
+
+#: Test helpers of driver/flax_text.c (user space only: they may use float and libc).
+HELPERS_TEXT = r"""
+#include <stdio.h>
+#include "flax_text.h"
+
+/*
+ * flax_fmt_f32() of n values into out, each followed by a newline; returns
+ * the length of the whole (written only up to size).
+ */
+static size_t flaxtest_fmt_array(const uint32_t *bits, size_t n, uint32_t prec, char *out,
+				 size_t size)
+{
+	char tmp[FLAX_FMT_F32_MAX + 1];
+	size_t i, pos = 0;
+	int len;
+
+	for (i = 0; i < n; i++) {
+		len = flax_fmt_f32(tmp, sizeof(tmp), bits[i], prec);
+		if (len < 0 || len > FLAX_FMT_F32_MAX)
+			len = snprintf(tmp, sizeof(tmp), "<%d>", len);
+		tmp[len++] = '\n';
+		if (pos + len <= size)
+			memcpy(out + pos, tmp, len);
+		pos += len;
+	}
+	return pos;
+}
+
+/*
+ * Compare flax_fmt_f32() with glibc's snprintf("%.*g") on count bit
+ * patterns start, start + step, ... (mod 2^32); NaNs print as "nan" in both.
+ * Returns the number of mismatches, the first one in *first_bad.
+ */
+static uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t count,
+				     uint32_t prec, uint32_t *first_bad)
+{
+	char got[32], want[32];
+	uint64_t i, bad = 0;
+	uint32_t b = start;
+	float f;
+	int len;
+
+	for (i = 0; i < count; i++, b += step) {
+		memcpy(&f, &b, sizeof(f));
+		len = flax_fmt_f32(got, sizeof(got), b, prec);
+		if ((b & 0x7fffffffu) > 0x7f800000u)
+			snprintf(want, sizeof(want), "nan");
+		else
+			snprintf(want, sizeof(want), "%.*g", (int)prec, (double)f);
+		if (len != (int)strlen(want) || strcmp(got, want)) {
+			if (!bad)
+				*first_bad = b;
+			bad++;
+		}
+	}
+	return bad;
 }
 """
 
@@ -143,7 +264,7 @@ def make_ffibuilder(sanitize: bool = False) -> FFI:
     builder.cdef(CDEF)
     builder.set_source(
         module_name(sanitize),
-        HELPERS_SOURCE,
+        HELPERS_SOURCE + HELPERS_TEXT,
         sources=[str(path) for path in SOURCES],
         include_dirs=[str(DRIVER)],
         define_macros=[("FLAX_USERSPACE", "1")],

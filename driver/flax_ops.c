@@ -155,120 +155,505 @@ u32 flax_expf_bits(u32 x)
 	return flax_bits32((float)flax_exp_reduced((double)f));
 }
 
+/* Size in bytes of an element of @dtype, 0 if unknown. */
+static u32 flax_dtype_size(u32 dtype)
+{
+	switch (dtype) {
+	case FLAX_DTYPE_UINT8:
+	case FLAX_DTYPE_INT8:
+		return 1;
+	case FLAX_DTYPE_UINT16:
+	case FLAX_DTYPE_INT16:
+	case FLAX_DTYPE_FLOAT16:
+		return 2;
+	case FLAX_DTYPE_INT32:
+	case FLAX_DTYPE_FLOAT32:
+		return 4;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * binary16 to binary32, exactly, in integer code (no F16C): normal values
+ * re-biased (15 to 127), subnormals m * 2^-24 normalised, infinities and
+ * NaNs widened with their payload (as numpy's npy_halfbits_to_floatbits()).
+ */
+static u32 flax_f16_to_f32(u32 h)
+{
+	u32 sign = (h & 0x8000) << 16;
+	u32 e = (h >> 10) & 0x1f;
+	u32 m = h & 0x3ff;
+
+	if (e == 0x1f)
+		return sign | FLAX_F32_INF | m << 13;
+	if (e)
+		return sign | (e + 112) << 23 | m << 13;
+	if (!m)
+		return sign;
+	e = 113; /* m * 2^-24 = (m / 2^10) * 2^-14, 2^-14 biased 113 */
+	while (!(m & 0x400)) {
+		m <<= 1;
+		e--;
+	}
+	return sign | e << 23 | (m & 0x3ff) << 13;
+}
+
+/*
+ * Element @i of @s as float32, as numpy's astype(np.float32) gives it:
+ * exact for the 8- and 16-bit integers and for float16, rounded to nearest
+ * even for int32 (cvtsi2ss, like numpy).  The signed narrow types are
+ * sign-extended without a signed type (x ^ 0x80) - 128 for int8.
+ */
+static inline float flax_load_elem(const u8 *s, u32 dtype, u32 i)
+{
+	u16 h;
+
+	switch (dtype) {
+	case FLAX_DTYPE_UINT8:
+		return (float)s[i];
+	case FLAX_DTYPE_INT8:
+		return (float)((s32)(s[i] ^ 0x80) - 0x80);
+	case FLAX_DTYPE_UINT16:
+		memcpy(&h, s + (size_t)i * 2, sizeof(h));
+		return (float)h;
+	case FLAX_DTYPE_INT16:
+		memcpy(&h, s + (size_t)i * 2, sizeof(h));
+		return (float)((s32)(h ^ 0x8000) - 0x8000);
+	case FLAX_DTYPE_FLOAT16:
+		memcpy(&h, s + (size_t)i * 2, sizeof(h));
+		return flax_f32(flax_f16_to_f32(h));
+	case FLAX_DTYPE_INT32:
+		return (float)(s32)flax_load32(s, i);
+	default: /* FLAX_DTYPE_FLOAT32 */
+		return flax_f32(flax_load32(s, i));
+	}
+}
+
+/*
+ * np.clip(y, lo, hi) for one float32, as numpy 2 computes it:
+ * min(max(y, lo), hi) where max and min propagate a NaN from either
+ * operand and keep their first operand when the two compare equal.  So a
+ * NaN y stays NaN, a NaN bound gives NaN, and of +0 and -0 y's sign wins
+ * (numpy 1's clip loop let the bound win; only the sign of a zero
+ * differs).
+ */
+static inline float flax_clip(float y, float lo, float hi)
+{
+	if (flax_isnan_bits(flax_bits32(y)))
+		return y;
+	if (flax_isnan_bits(flax_bits32(lo)))
+		return lo;
+	if (y < lo)
+		y = lo;
+	if (flax_isnan_bits(flax_bits32(hi)))
+		return hi;
+	return hi < y ? hi : y;
+}
+
+/*
+ * Element i (global index g = first + i) uses pair (g / inner) % count.
+ * The loop runs backwards, for every dtype, so that src <= dst in one
+ * buffer works: with src == dst and an element size of b bytes, output i
+ * covers bytes 4i..4i+3 and input i bytes bi..bi+b-1; when input i is
+ * read only outputs i + 1 and up (bytes 4i + 4 and up) have been written,
+ * and bi + b - 1 < 4i + 4 for b <= 4.  src below dst only widens that
+ * margin.  The pair (c) and the position in its run of @inner (r) are
+ * computed once, for the last element, then stepped down.
+ *
+ * Each statement is one float operation rounded to float, in numpy's
+ * order: ((x * scale) - mean) / std, then the clamp.  No operation needs
+ * a different order than numpy's, so every dtype is bit-identical to
+ * numpy (the only non-exact conversion, int32 to float32, is the same
+ * rounding as numpy's astype).
+ */
 int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
 		   const struct flax_norm *p)
 {
 	const u8 *s = src;
 	u8 *d = dst;
-	float scale, x, y;
-	u32 i, c;
+	float scale, lo, hi, x, y;
+	u32 i, c, r;
+	int clamp;
+	u64 g;
 
-	if (dtype != FLAX_DTYPE_UINT8 && dtype != FLAX_DTYPE_FLOAT32)
+	if (!flax_dtype_size(dtype))
 		return -EINVAL;
-	if (!p->count)
+	if (!p->count || !p->inner || (p->flags & ~FLAX_NORM_FLAGS))
 		return -EINVAL;
 	if (!n)
 		return 0;
 
-	/*
-	 * Each statement below is one float operation rounded to float, in
-	 * numpy's order: ((x * scale) - mean) / std.
-	 */
 	scale = flax_f32(p->scale);
-	if (dtype == FLAX_DTYPE_FLOAT32) {
-		c = first % p->count;
-		for (i = 0; i < n; i++) {
-			x = flax_f32(flax_load32(s, i));
-			y = x * scale;
-			y = y - flax_f32(p->mean[c]);
-			y = y / flax_f32(p->std[c]);
-			flax_store32(d, i, flax_bits32(y));
-			if (++c == p->count)
-				c = 0;
-		}
-		return 0;
-	}
-
-	/*
-	 * uint8: backwards, so that src <= dst in one buffer works.  With
-	 * src == dst, output i covers bytes 4i..4i+3 and input i is byte i:
-	 * when input i is read, only outputs i + 1 and up (bytes 4i + 4 and
-	 * up) have been written; src below dst only widens that margin.
-	 */
-	c = (u32)(((u64)first + n - 1) % p->count);
+	clamp = p->flags & FLAX_NORM_CLAMP;
+	lo = flax_f32(p->clamp_lo);
+	hi = flax_f32(p->clamp_hi);
+	g = (u64)first + n - 1;
+	r = (u32)(g % p->inner);
+	c = (u32)(g / p->inner % p->count);
 	i = n;
 	while (i--) {
-		x = (float)s[i];
+		x = flax_load_elem(s, dtype, i);
 		y = x * scale;
 		y = y - flax_f32(p->mean[c]);
 		y = y / flax_f32(p->std[c]);
+		if (clamp)
+			y = flax_clip(y, lo, hi);
 		flax_store32(d, i, flax_bits32(y));
-		c = c ? c - 1 : p->count - 1;
+		if (r) {
+			r--;
+		} else {
+			r = p->inner - 1;
+			c = c ? c - 1 : p->count - 1;
+		}
 	}
 	return 0;
 }
 
 /*
- * Softmax: e_i = exp(x_i - max) is computed in double precision by the
- * core of flax_expf_bits() (flax_exp_reduced(), not rounded to float), the
- * sum of the e_i is accumulated in double, and each output is the double
- * quotient e_i / sum rounded once to float.  The e_i are not stored (there
- * is nowhere to put doubles): the second pass recomputes them, which costs
- * a second exponential per element and buys an output within about half a
- * float ulp of the exact softmax of the float inputs.
+ * log(1 + u) for u >= 0, in double precision, to a few double ulps.
  *
- * x_i - max is formed in double (no float rounding of the argument);
- * arguments below FLAX_EXP_MIN give e_i = 0: e_i / sum <= e_i < 2^-150
- * would round to 0 anyway, and leaving it out of the sum (which is >= 1)
- * changes nothing at double precision.
- *
- * Special values follow the formula exp(x - max) / sum, as numpy and
- * jax.nn.softmax do: any NaN, or any +inf (inf - inf is NaN), or every
- * input -inf (-inf - -inf is NaN) makes every output NaN (0x7fc00000);
- * otherwise a -inf input gets exactly 0.
+ * log(g) = 2 atanh(s) with s = (g - 1) / (g + 1) = 2 s (1 + s^2 / 3 +
+ * s^4 / 5 + ...).  For u <= sqrt(2) - 1, g = 1 + u is not formed (its
+ * rounding would lose u's low bits when u is tiny): s = u / (2 + u)
+ * directly.  Otherwise 1 + u (rounded: relative error 2^-53, and the
+ * logarithm is >= 0.34 there, so that costs a few ulps at most) is split
+ * into 2^k * g with g in [sqrt(2) / 2, sqrt(2)], g - 1 exact, and
+ * log(1 + u) = k ln2 + log(g).  Either way |s| <= 3 - 2 sqrt(2) < 0.1716,
+ * s^2 < 0.0295, and the series to s^22 / 23 leaves a relative error
+ * below 0.0295^12 / 25 < 2^-65.
  */
-void flax_softmax(void *buf, u32 n)
+#define FLAX_SQRT2 1.4142135623730951 /* 0x1.6a09e667f3bcdp+0 */
+
+static double flax_log1p(double u)
 {
-	u8 *b = buf;
-	double m, d, sum;
-	float x, mf;
+	union flax_b64 f;
+	double s, z, p;
+	s64 k = 0;
+	int j;
+
+	if (u <= FLAX_SQRT2 - 1.0) {
+		s = u / (2.0 + u);
+	} else {
+		f.d = 1.0 + u;
+		k = (s64)(f.u >> 52) - 1023; /* f >= 1: sign bit 0 */
+		f.u = (f.u & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
+		if (f.d > FLAX_SQRT2) {
+			f.d *= 0.5; /* exact */
+			k++;
+		}
+		s = (f.d - 1.0) / (f.d + 1.0);
+	}
+	z = s * s;
+	p = 1.0 / 23.0;
+	for (j = 21; j >= 1; j -= 2)
+		p = p * z + 1.0 / j;
+	p = 2.0 * s * p;
+	return (double)k * FLAX_LN2_HI + ((double)k * FLAX_LN2_LO + p);
+}
+
+static inline double flax_f64(u64 bits)
+{
+	union flax_b64 v = { .u = bits };
+
+	return v.d;
+}
+
+static inline u64 flax_bits64(double d)
+{
+	union flax_b64 v = { .d = d };
+
+	return v.u;
+}
+
+void flax_smx_init(struct flax_smx *s)
+{
+	s->max = FLAX_F32_SIGN | FLAX_F32_INF;
+	s->flags = 0;
+	s->sum = 0;
+	s->nmax = 0;
+}
+
+/*
+ * The maximum as float32 compares find it (-0 and +0 equal: the first
+ * one seen stays).  A NaN only sets FLAX_SMX_NAN: the outputs will all be
+ * NaN, so the rest of the vector need not be looked at.
+ */
+void flax_smx_max(struct flax_smx *s, const void *buf, u32 n)
+{
+	const u8 *b = buf;
+	float m = flax_f32(s->max);
 	u32 i, bits;
 
-	if (!n)
+	if (s->flags & FLAX_SMX_NAN)
 		return;
-
-	mf = flax_f32(flax_load32(b, 0));
 	for (i = 0; i < n; i++) {
 		bits = flax_load32(b, i);
-		if (flax_isnan_bits(bits))
-			goto all_nan;
-		x = flax_f32(bits);
-		if (x > mf)
-			mf = x;
+		if (flax_isnan_bits(bits)) {
+			s->flags |= FLAX_SMX_NAN;
+			return;
+		}
+		if (flax_f32(bits) > m)
+			m = flax_f32(bits);
 	}
-	if (flax_bits32(mf) == FLAX_F32_INF ||
-	    flax_bits32(mf) == (FLAX_F32_SIGN | FLAX_F32_INF))
-		goto all_nan;
-	m = (double)mf;
+	s->max = flax_bits32(m);
+}
 
-	sum = 0.0;
+/* NaN out: a NaN in, or a maximum of +inf (inf - inf) or -inf (all -inf). */
+static inline int flax_smx_is_nan(const struct flax_smx *s)
+{
+	return (s->flags & FLAX_SMX_NAN) ||
+	       (s->max & FLAX_F32_ABS) == FLAX_F32_INF;
+}
+
+/*
+ * x - max is formed in double (no float rounding of the argument; it is 0
+ * exactly when x equals the maximum, as float differences never
+ * underflow).  Those terms are counted, not added, so @sum holds the rest.
+ */
+void flax_smx_sum(struct flax_smx *s, const void *buf, u32 n)
+{
+	const u8 *b = buf;
+	double m, d, sum;
+	u64 nmax;
+	u32 i;
+
+	if (flax_smx_is_nan(s))
+		return;
+	m = (double)flax_f32(s->max);
+	sum = flax_f64(s->sum);
+	nmax = s->nmax;
 	for (i = 0; i < n; i++) {
 		d = (double)flax_f32(flax_load32(b, i)) - m;
-		if (d >= FLAX_EXP_MIN)
+		if (d == 0.0)
+			nmax++;
+		else if (d >= FLAX_EXP_MIN)
 			sum += flax_exp_reduced(d);
 	}
-	/* sum >= 1: the maximum contributes e^0 = 1 exactly. */
+	s->sum = flax_bits64(sum);
+	s->nmax = nmax;
+}
 
+/*
+ * Softmax: e^d / (nmax + rest), one double division rounded to float.
+ * log_softmax: d - log1p((nmax - 1) + rest): nmax - 1 and rest are exact
+ * and accurate, so the logarithm keeps its relative accuracy even when
+ * the sum is 1 + 1e-30; d <= 0 and the logarithm >= 0, so the subtraction
+ * cannot cancel.  A -inf input gives d = -inf: 0 and -inf.
+ */
+void flax_smx_apply(const struct flax_smx *s, void *buf, u32 n, int log)
+{
+	u8 *b = buf;
+	double m, d, rest, total, lse;
+	u32 i;
+
+	if (flax_smx_is_nan(s) || !s->nmax) {
+		for (i = 0; i < n; i++)
+			flax_store32(b, i, FLAX_F32_QNAN);
+		return;
+	}
+	m = (double)flax_f32(s->max);
+	rest = flax_f64(s->sum);
+	total = (double)(s64)s->nmax + rest;
+	lse = log ? flax_log1p((double)(s64)(s->nmax - 1) + rest) : 0.0;
 	for (i = 0; i < n; i++) {
 		d = (double)flax_f32(flax_load32(b, i)) - m;
-		d = d >= FLAX_EXP_MIN ? flax_exp_reduced(d) / sum : 0.0;
+		if (log)
+			d = d - lse;
+		else if (d >= FLAX_EXP_MIN)
+			d = flax_exp_reduced(d) / total;
+		else
+			d = 0.0;
 		flax_store32(b, i, flax_bits32((float)d));
 	}
-	return;
+}
 
-all_nan:
-	for (i = 0; i < n; i++)
-		flax_store32(b, i, FLAX_F32_QNAN);
+void flax_softmax(void *buf, u32 n)
+{
+	struct flax_smx s;
+
+	flax_smx_init(&s);
+	flax_smx_max(&s, buf, n);
+	flax_smx_sum(&s, buf, n);
+	flax_smx_apply(&s, buf, n, 0);
+}
+
+/*
+ * Sigmoid with t = e^-|x| <= 1, so that nothing overflows: 1 / (1 + t)
+ * for x >= 0, t / (1 + t) = e^x / (1 + e^x) for x < 0.  t has a few
+ * double ulps of error (flax_exp_reduced()), 1 + t and the division one
+ * rounding each: the double result is within 2^-50 relative.  -|x| below
+ * FLAX_EXP_MIN gives t = 0: exactly 1 for large x, and for x < -104 the
+ * true value, below e^-104 < 2^-150, rounds to +0 anyway.
+ */
+void flax_sigmoid(void *buf, u32 n)
+{
+	u8 *b = buf;
+	double x, a, t, y;
+	u32 i, bits;
+
+	for (i = 0; i < n; i++) {
+		bits = flax_load32(b, i);
+		if (flax_isnan_bits(bits)) {
+			flax_store32(b, i, bits | FLAX_F32_QUIET);
+			continue;
+		}
+		x = (double)flax_f32(bits);
+		a = x < 0.0 ? x : -x;
+		t = a >= FLAX_EXP_MIN ? flax_exp_reduced(a) : 0.0;
+		y = x < 0.0 ? t / (1.0 + t) : 1.0 / (1.0 + t);
+		flax_store32(b, i, flax_bits32((float)y));
+	}
+}
+
+u32 flax_threshold(const void *scores, u32 n, u32 thr, u32 first,
+		   struct flax_topk_entry *out)
+{
+	const u8 *s = scores;
+	float t = flax_f32(thr);
+	u32 i, bits, cnt = 0;
+
+	for (i = 0; i < n; i++) {
+		bits = flax_load32(s, i);
+		if (flax_f32(bits) >= t) { /* false for a NaN on either side */
+			out[cnt].index = first + i;
+			out[cnt].score = bits;
+			cnt++;
+		}
+	}
+	return cnt;
+}
+
+u32 flax_pool_acc(u64 *acc, const void *rows, const void *mask, u32 nrows,
+		  u32 d)
+{
+	const u8 *row = rows;
+	u32 r, j, cnt = 0;
+	double x;
+
+	for (r = 0; r < nrows; r++, row += (size_t)d * 4) {
+		if (mask && !flax_load32(mask, r))
+			continue;
+		for (j = 0; j < d; j++) {
+			x = (double)flax_f32(flax_load32(row, j));
+			acc[j] = flax_bits64(flax_f64(acc[j]) + x);
+		}
+		cnt++;
+	}
+	return cnt;
+}
+
+void flax_pool_finish(void *dst, const u64 *acc, u32 d, u32 ntokens)
+{
+	double div = ntokens ? (double)ntokens : 1.0;
+	u8 *out = dst;
+	u64 a;
+	u32 j;
+
+	for (j = 0; j < d; j++) {
+		a = acc[j]; /* read before the store: @dst may be @acc */
+		flax_store32(out, j, flax_bits32((float)(flax_f64(a) / div)));
+	}
+}
+
+void flax_sumsq(u64 *acc, const void *buf, u32 n)
+{
+	const u8 *b = buf;
+	double sum = flax_f64(*acc), x;
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		x = (double)flax_f32(flax_load32(b, i));
+		sum += x * x; /* exact: 24-bit significands, 48-bit square */
+	}
+	*acc = flax_bits64(sum);
+}
+
+/* torch's eps, 1e-12, as it acts on a float32 tensor: binary32 1e-12. */
+#define FLAX_L2_EPS_BITS 0x2b8cbcccu
+
+void flax_l2_apply(void *buf, u32 n, u64 acc)
+{
+	double norm = flax_f64(flax_sqrt_bits(acc));
+	double eps = (double)flax_f32(FLAX_L2_EPS_BITS);
+	u8 *b = buf;
+	double x;
+	u32 i;
+
+	if (norm < eps) /* a NaN norm stays NaN */
+		norm = eps;
+	for (i = 0; i < n; i++) {
+		x = (double)flax_f32(flax_load32(b, i));
+		flax_store32(b, i, flax_bits32((float)(x / norm)));
+	}
+}
+
+#define FLAX_F64_SIGN 0x8000000000000000ull
+#define FLAX_F64_INF 0x7ff0000000000000ull
+#define FLAX_F64_QUIET 0x0008000000000000ull
+#define FLAX_F64_FRAC 0x000fffffffffffffull
+
+/*
+ * Square root by the digit-by-digit (restoring) method, in integers.
+ * x = m * 2^e with m an integer in [2^52, 2^54) and e even, so sqrt(x) =
+ * sqrt(m * 2^54) * 2^(e / 2 - 27).  The integer square root q of m * 2^54
+ * has 54 bits, one more than a double: q >> 1 is the truncated
+ * significand, q & 1 the rounding bit and a non-zero remainder the sticky
+ * bit.  An exact tie would need a 54-bit odd q with q^2 = m * 2^54, i.e.
+ * an odd square (107 or 108 bits) equal to a 54-bit m times a power of
+ * two: impossible, so rounding up whenever the rounding bit is set is
+ * round to nearest.  The remainder stays below 2q + 1 < 2^55, so (r << 2)
+ * fits in 64 bits.
+ */
+u64 flax_sqrt_bits(u64 x)
+{
+	u64 m, q, r, t;
+	int e, i;
+
+	if (x & FLAX_F64_SIGN) {
+		if (!(x & ~FLAX_F64_SIGN))
+			return x; /* -0 */
+		if ((x & ~FLAX_F64_SIGN) > FLAX_F64_INF)
+			return x | FLAX_F64_QUIET;
+		return FLAX_F64_SIGN | FLAX_F64_INF | FLAX_F64_QUIET;
+	}
+	if (x >= FLAX_F64_INF) /* +inf, or a NaN */
+		return x > FLAX_F64_INF ? x | FLAX_F64_QUIET : x;
+	if (!x)
+		return 0;
+
+	e = (int)(x >> 52);
+	m = x & FLAX_F64_FRAC;
+	if (e) {
+		m |= FLAX_F64_FRAC + 1;
+	} else { /* subnormal */
+		e = 1;
+		while (!(m & (FLAX_F64_FRAC + 1))) {
+			m <<= 1;
+			e--;
+		}
+	}
+	e -= 1075; /* x = m * 2^e */
+	if (e & 1) {
+		m <<= 1;
+		e--;
+	}
+
+	q = 0;
+	r = 0;
+	for (i = 0; i < 54; i++) {
+		r = r << 2 | (i < 27 ? m >> (52 - 2 * i) & 3 : 0);
+		t = q << 2 | 1;
+		if (r >= t) {
+			r -= t;
+			q = q << 1 | 1;
+		} else {
+			q <<= 1;
+		}
+	}
+	/* q in [2^53, 2^54); the rounded significand may carry to 2^53. */
+	q = (q >> 1) + (q & 1);
+	return ((u64)(e / 2 + 1048) << 52) + q;
 }
 
 /*
@@ -291,29 +676,32 @@ static inline u32 flax_topk_key(u32 bits)
 }
 
 /*
- * One pass over the scores keeps the best @want entries sorted in @out
- * (their keys in @keys): a score enters only if its key is strictly above
- * the current last key (ties go to the earlier index, already there), and
- * is inserted by shifting the lower entries down.  O(n) compares plus
- * O(k) work per insertion; random input inserts about k * ln(n / k) times.
+ * One pass over the scores keeps the best @k entries sorted in @out
+ * (their keys in @keys, recomputed from the scores on entry): a score
+ * enters only if its key is strictly above the current last key (ties go
+ * to the earlier index, already there), and is inserted by shifting the
+ * lower entries down.  O(n) compares plus O(k) work per insertion; random
+ * input inserts about k * ln(n / k) times.  Chunks in ascending index
+ * order see the same sequence of scores as one call: same result.
  */
-void flax_topk(const void *scores, u32 n, u32 k, struct flax_topk_entry *out)
+u32 flax_topk_add(const void *scores, u32 n, u32 first, u32 k, u32 cnt,
+		  struct flax_topk_entry *out)
 {
 	u32 keys[FLAX_TOPK_MAX];
 	const u8 *s = scores;
-	u32 want, cnt, i, j, bits, key;
+	u32 i, j, bits, key;
 
-	want = k;
-	if (want > FLAX_TOPK_MAX)
-		want = FLAX_TOPK_MAX;
-	if (want > n)
-		want = n;
+	if (k > FLAX_TOPK_MAX)
+		k = FLAX_TOPK_MAX;
+	if (cnt > k)
+		cnt = k;
+	for (j = 0; j < cnt; j++)
+		keys[j] = flax_topk_key(out[j].score);
 
-	cnt = 0;
-	for (i = 0; want && i < n; i++) {
+	for (i = 0; k && i < n; i++) {
 		bits = flax_load32(s, i);
 		key = flax_topk_key(bits);
-		if (cnt == want) {
+		if (cnt == k) {
 			if (key <= keys[cnt - 1])
 				continue;
 			j = cnt - 1; /* the last entry drops out */
@@ -326,9 +714,15 @@ void flax_topk(const void *scores, u32 n, u32 k, struct flax_topk_entry *out)
 			j--;
 		}
 		keys[j] = key;
-		out[j].index = i;
+		out[j].index = first + i;
 		out[j].score = bits;
 	}
+	return cnt;
+}
+
+void flax_topk(const void *scores, u32 n, u32 k, struct flax_topk_entry *out)
+{
+	u32 want = flax_topk_add(scores, n, 0, k, 0, out);
 
 	/* Outside the contract (k > n or k > FLAX_TOPK_MAX): zero the rest. */
 	if (k > want)

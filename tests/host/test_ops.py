@@ -132,15 +132,25 @@ def exp_numpy32(x: U32) -> U32:
 class Norm:
     """A struct flax_norm and the arrays it points into (kept alive with it)."""
 
-    def __init__(self, ops: Ops, scale: float, mean: F32, std: F32) -> None:
+    def __init__(
+        self, ops: Ops, scale: float, mean: F32, std: F32, inner: int = 1,
+        clamp: tuple[float, float] | None = None, flags: int | None = None,
+    ) -> None:  # fmt: skip
         self.mean = bits(mean).copy()
         self.std = bits(std).copy()
         assert self.mean.size == self.std.size
+        lo, hi = clamp if clamp is not None else (0.0, 0.0)
+        if flags is None:
+            flags = 0 if clamp is None else int(ops.lib.FLAX_NORM_CLAMP)
         self.c = ops.ffi.new(
             "struct flax_norm *",
             {
                 "count": self.mean.size,
+                "inner": inner,
                 "scale": f32bits(scale),
+                "flags": flags,
+                "clamp_lo": f32bits(lo),
+                "clamp_hi": f32bits(hi),
                 "mean": ops.ffi.from_buffer("uint32_t[]", self.mean),
                 "std": ops.ffi.from_buffer("uint32_t[]", self.std),
             },
@@ -354,7 +364,7 @@ def test_normalize_large_first(ops: Ops) -> None:
     assert_same_bits(out, want)
 
 
-@pytest.mark.parametrize("dtype", [0, 3, 4, 0xFF, 0xFFFFFFFF])
+@pytest.mark.parametrize("dtype", [0, 8, 9, 0xFF, 0xFFFFFFFF])
 def test_normalize_invalid_dtype(ops: Ops, dtype: int) -> None:
     norm = Norm(ops, 1.0, f32([0.0]), f32([1.0]))
     src = np.arange(8, dtype=np.float32)
