@@ -10,9 +10,22 @@
 #ifdef __KERNEL__
 
 #include <linux/errno.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/types.h>
 #include <asm/fpu/api.h>
+
+/* May sleep: process context only. */
+static inline void *flax_kvmalloc(size_t size)
+{
+	return kvmalloc(size, GFP_KERNEL);
+}
+
+static inline void flax_kvfree(const void *p)
+{
+	kvfree(p);
+}
 
 static inline void flax_fpu_begin(void)
 {
@@ -29,6 +42,7 @@ static inline void flax_fpu_end(void)
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef uint8_t u8;
@@ -44,6 +58,16 @@ static inline void flax_fpu_begin(void)
 
 static inline void flax_fpu_end(void)
 {
+}
+
+static inline void *flax_kvmalloc(size_t size)
+{
+	return malloc(size);
+}
+
+static inline void flax_kvfree(const void *p)
+{
+	free((void *)p);
 }
 
 #endif /* __KERNEL__ */
