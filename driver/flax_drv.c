@@ -123,30 +123,6 @@ static int flax_ioctl_info(struct file *file, void __user *argp,
 	return flax_copy_struct_to_user(argp, usize, &info, sizeof(info));
 }
 
-static int flax_ioctl_create(struct file *file, void __user *argp,
-			     unsigned int usize)
-{
-	return flax_ioctl_model_create(argp, usize);
-}
-
-static int flax_ioctl_get(struct file *file, void __user *argp,
-			  unsigned int usize)
-{
-	return flax_ioctl_model_get(argp, usize);
-}
-
-static int flax_ioctl_destroy(struct file *file, void __user *argp,
-			      unsigned int usize)
-{
-	return flax_ioctl_model_destroy(argp, usize);
-}
-
-static int flax_ioctl_run(struct file *file, void __user *argp,
-			  unsigned int usize)
-{
-	return flax_ioctl_infer(argp, usize);
-}
-
 /**
  * struct flax_ioctl_desc - one ioctl.
  * @cmd: the command as published (its size is the current struct size).
@@ -162,15 +138,18 @@ struct flax_ioctl_desc {
 
 static const struct flax_ioctl_desc flax_ioctls[] = {
 	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, flax_ioctl_info },
-	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_create },
-	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_get },
+	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0,
+	  flax_ioctl_model_create },
+	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_model_get },
 	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0,
-	  flax_ioctl_destroy },
+	  flax_ioctl_model_destroy },
+	{ FLAX_IOC_LABELS_SET, FLAX_LABELS_SIZE_VER0, flax_ioctl_labels_set },
+	{ FLAX_IOC_LABELS_GET, FLAX_LABELS_SIZE_VER0, flax_ioctl_labels_get },
 	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0,
 	  flax_ioctl_worker_attach },
 	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, flax_ioctl_fetch },
 	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, flax_ioctl_complete },
-	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, flax_ioctl_run },
+	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, flax_ioctl_infer },
 };
 
 /*
@@ -269,10 +248,11 @@ static int __init flax_init(void)
 {
 	int ret;
 
-	/* The ABI: every struct is as long as its first published version. */
+	/* The ABI: every struct is as long as its latest published version. */
 	BUILD_BUG_ON(sizeof(struct flax_info) != FLAX_INFO_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_model_desc) !=
-		     FLAX_MODEL_DESC_SIZE_VER0);
+		     FLAX_MODEL_DESC_SIZE_VER1);
+	BUILD_BUG_ON(sizeof(struct flax_labels) != FLAX_LABELS_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
 		     FLAX_WORKER_ATTACH_SIZE_VER0);

@@ -42,6 +42,7 @@
 #include "flax_kcompat.h"
 #include "flax_model.h"
 #include "flax_ops.h"
+#include "flax_post.h"
 #include "flaxdev_kapi.h"
 
 /**
@@ -62,17 +63,49 @@ struct flax_worker {
 };
 
 /**
- * struct flax_infer_io - where a request's input and result are.
+ * struct flax_infer_io - one request: where its input and result are.
  * @uin: user input (FLAX_IOC_INFER), or NULL with @kin.
- * @kin: kernel input (flax_model_infer()), or NULL with @uin.
+ * @kin: kernel input (flax_model_infer(), the shell path), or NULL.
  * @uout: user result buffer, with @uin.
- * @kout: kernel result buffer, with @kin.
+ * @kout: kernel result buffer (flax_model_infer()), or NULL.
+ * @ktext: with @text and @kin: the text result is allocated and left
+ *	here rather than copied (the shell path).
+ * @out_cap: bytes available at @uout or @kout.
+ * @out_len: out: bytes of the result, or needed when it did not fit.
+ * @timeout_ms: the request's timeout (0: the model's).
+ * @text: FLAX_INFER_TEXT.
+ * @nonblock: -EAGAIN rather than wait for room in the queue.
  */
 struct flax_infer_io {
 	const void __user *uin;
 	const void *kin;
 	void __user *uout;
 	void *kout;
+	char **ktext;
+	size_t out_cap;
+	size_t out_len;
+	u32 timeout_ms;
+	bool text;
+	bool nonblock;
+};
+
+/**
+ * struct flax_req_cfg - the settings one request runs with.
+ * @topk: k.
+ * @threshold: binary32 threshold.
+ * @timeout_ms: the request's timeout.
+ * @max_queue: the model's max_queue.
+ * @result_size: bytes of the largest binary result.
+ *
+ * Taken from the model's configuration when the request starts, so that
+ * a change through sysfs never mixes two settings in one result.
+ */
+struct flax_req_cfg {
+	u32 topk;
+	u32 threshold;
+	u32 timeout_ms;
+	u32 max_queue;
+	u32 result_size;
 };
 
 /* Completions copied from user space at a time. */
@@ -100,6 +133,7 @@ static void flax_slot_free(struct flax_model *model, struct flax_slot *slot)
 	slot->owner = NULL;
 	slot->state = FLAX_SLOT_FREE;
 	list_add(&slot->node, &model->free);
+	model->nbusy--;
 	wake_up(&model->slot_wait);
 }
 
@@ -141,10 +175,12 @@ void flax_model_kill(struct flax_model *model)
 			break;
 		case FLAX_SLOT_FETCHED:
 			list_del_init(&slot->node);
+			model->nheld--;
 			flax_slot_done(model, slot, -ENODEV);
 			break;
 		case FLAX_SLOT_ABANDONED:
 			list_del_init(&slot->node);
+			model->nheld--;
 			flax_slot_free(model, slot);
 			break;
 		default:
@@ -159,8 +195,11 @@ void flax_model_kill(struct flax_model *model)
 
 /* Client side. */
 
-/* Wait condition: true once a slot is claimed or the model is dead. */
-static bool flax_slot_try_claim(struct flax_model *model,
+/*
+ * Wait condition: true once a slot is claimed or the model is dead.  At
+ * most @max_queue slots are busy at once.
+ */
+static bool flax_slot_try_claim(struct flax_model *model, u32 max_queue,
 				struct flax_slot **slotp)
 {
 	struct flax_slot *slot;
@@ -170,11 +209,12 @@ static bool flax_slot_try_claim(struct flax_model *model,
 	if (model->dead)
 		goto out_unlock;
 	slot = list_first_entry_or_null(&model->free, struct flax_slot, node);
-	if (!slot) {
+	if (!slot || model->nbusy >= max_queue) {
 		ret = false;
 		goto out_unlock;
 	}
 	list_del_init(&slot->node);
+	model->nbusy++;
 	slot->state = FLAX_SLOT_CLAIMED;
 	slot->tag++;
 	slot->retries = 0;
@@ -185,14 +225,20 @@ out_unlock:
 	return ret;
 }
 
-static int flax_slot_claim(struct flax_model *model, unsigned long deadline,
+static int flax_slot_claim(struct flax_model *model, u32 max_queue,
+			   bool nonblock, unsigned long deadline,
 			   struct flax_slot **slotp)
 {
 	long ret;
 
 	*slotp = NULL;
+	if (nonblock) {
+		if (!flax_slot_try_claim(model, max_queue, slotp))
+			return -EAGAIN;
+		return *slotp ? 0 : -ENODEV;
+	}
 	ret = wait_event_interruptible_timeout(
-		model->slot_wait, flax_slot_try_claim(model, slotp),
+		model->slot_wait, flax_slot_try_claim(model, max_queue, slotp),
 		flax_jiffies_left(deadline));
 	if (ret < 0)
 		return -EINTR;
@@ -210,18 +256,22 @@ static void flax_slot_put(struct flax_model *model, struct flax_slot *slot)
 
 /*
  * FLAX_PRE_NORMALIZE in place, FLAX_FPU_CHUNK elements per FPU section.
- * The chunks go from the end: widening uint8 to float32 writes float i
- * over the input bytes 4i to 4i + 3, which belong to elements at or after
- * i, so every element must be read before anything below it is written.
- * flax_normalize() runs backwards inside a chunk for the same reason.
+ * The chunks go from the end: widening to float32 writes float i over
+ * the input bytes of elements at or after i, so every element must be
+ * read before anything below it is written.  flax_normalize() runs
+ * backwards inside a chunk for the same reason.  The parameters are the
+ * configuration's current ones, under RCU (nothing here sleeps).
  */
 static int flax_preprocess(const struct flax_model *model, void *buf)
 {
 	u32 dtype = model->desc.input.dtype;
-	u32 esize = dtype == FLAX_DTYPE_UINT8 ? 1 : sizeof(u32);
+	u32 esize = flax_dtype_size(dtype);
 	u32 end = model->in_elems;
+	const struct flax_cfg *cfg;
 	int ret = 0;
 
+	rcu_read_lock();
+	cfg = rcu_dereference(model->cfg);
 	while (end && !ret) {
 		u32 n = (end - 1) % FLAX_FPU_CHUNK + 1;
 		u32 first = end - n;
@@ -229,10 +279,11 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 		flax_fpu_begin();
 		ret = flax_normalize(buf + (size_t)first * sizeof(u32),
 				     buf + (size_t)first * esize, dtype, first,
-				     n, &model->norm);
+				     n, &cfg->norm);
 		flax_fpu_end();
 		end = first;
 	}
+	rcu_read_unlock();
 	return ret;
 }
 
@@ -329,159 +380,250 @@ static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
 	return ret;
 }
 
+/* The text form of a result, to the caller or, for the shell path, kept. */
+static int flax_result_text(struct flax_model *model, struct flax_infer_io *io,
+			    const struct flax_post_out *res)
+{
+	struct flax_labelset *labels = flax_labels_get(model);
+	char *text = NULL;
+	size_t len;
+	int ret = 0;
+
+	len = flax_post_text(res, labels, NULL, 0);
+	io->out_len = len;
+	if (!io->ktext && len > io->out_cap) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	text = kvmalloc(len ?: 1, GFP_KERNEL);
+	if (!text) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	flax_post_text(res, labels, text, len);
+	if (io->ktext) {
+		*io->ktext = text;
+		text = NULL;
+	} else {
+		ret = flax_io_out(io, text, len);
+	}
+out:
+	kvfree(text);
+	flax_labels_put(labels);
+	return ret;
+}
+
 /*
  * Copies the output slot of a DONE slot out, frees the slot and returns
- * the formatted result: straight from the slot when there is nothing to
- * postprocess, else from @buf (out_bytes, then the top-k result).
+ * the result: straight from the slot when there is nothing to do, else
+ * postprocessed in @buf, in binary or text form.
  */
 static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
-			    void *buf, const struct flax_infer_io *io)
+			    void *buf, struct flax_infer_io *io,
+			    const struct flax_req_cfg *rc)
 {
 	const void *out = flax_out_slot(model, slot->index);
 	u32 out_bytes = model->layout.out_bytes;
-	struct flax_topk_result *res;
-	u32 k = model->desc.topk;
-	int ret = 0;
+	struct flax_post_out res = {
+		.data = buf,
+		.size = out_bytes,
+		.entries = model->out_elems,
+		.vector = true,
+	};
+	int ret;
 
-	if (!flax_model_has_post(model)) {
+	if (!flax_model_has_post(model) && !io->text) {
 		/* Payload only: a worker changing it under us harms no one. */
 		ret = flax_io_out(io, out, out_bytes);
 		flax_slot_put(model, slot);
+		io->out_len = out_bytes;
 		return ret;
 	}
 
 	memcpy(buf, out, out_bytes);
 	flax_slot_put(model, slot);
 
-	/* The softmax needs the whole vector: one FPU section. */
-	if (model->desc.post_ops[0] == FLAX_POST_SOFTMAX) {
-		flax_fpu_begin();
-		flax_softmax(buf, model->out_elems);
-		flax_fpu_end();
-	}
-	if (!k)
-		return flax_io_out(io, buf, out_bytes);
+	if (flax_model_has_post(model))
+		flax_post_run(model, rc->topk, rc->threshold, buf, NULL, &res);
+	if (io->text)
+		return flax_result_text(model, io, &res);
+	io->out_len = res.size;
+	return flax_io_out(io, res.data, res.size);
+}
 
-	res = buf + ALIGN(out_bytes, sizeof(u64));
-	res->count = k;
-	res->reserved = 0;
-	flax_fpu_begin();
-	flax_topk(buf, model->out_elems, k, res->entries);
-	flax_fpu_end();
-	return flax_io_out(io, res, model->desc.result_size);
+/* Takes the settings a request runs with. */
+static void flax_req_cfg(struct flax_model *model, u32 req_timeout_ms,
+			 struct flax_req_cfg *rc)
+{
+	const struct flax_cfg *cfg;
+
+	rcu_read_lock();
+	cfg = rcu_dereference(model->cfg);
+	rc->topk = cfg->topk;
+	rc->threshold = cfg->threshold;
+	rc->timeout_ms = cfg->timeout_ms;
+	rc->max_queue = cfg->max_queue;
+	rc->result_size = cfg->result_size;
+	rcu_read_unlock();
+	if (req_timeout_ms && req_timeout_ms < rc->timeout_ms)
+		rc->timeout_ms = req_timeout_ms;
+}
+
+/* Counts a request's outcome in the model's statistics. */
+static void flax_infer_account(struct flax_model *model, int ret, ktime_t start)
+{
+	struct flax_stats *st = &model->stats;
+	u64 ns = ktime_to_ns(ktime_sub(ktime_get(), start));
+	unsigned int bucket = flax_latency_bucket(div_u64(ns, NSEC_PER_USEC));
+
+	if (!ret) {
+		atomic64_inc(&st->completed);
+		atomic64_add(ns, &st->total_ns);
+		atomic64_inc(&st->latency_hist[bucket]);
+	} else if (ret == -ETIMEDOUT) {
+		atomic64_inc(&st->timeouts);
+	} else {
+		atomic64_inc(&st->errors);
+	}
 }
 
 /*
- * Runs one request whose sizes the caller has checked: claim, fill, queue,
- * wait, result.  @req_timeout_ms 0 means the model's timeout.
+ * Runs one request whose input size the caller has checked: claim, fill,
+ * queue, wait, result.  Counted in the statistics from the point where
+ * the result buffer is known to be large enough.
  */
-static int flax_infer(struct flax_model *model, const struct flax_infer_io *io,
-		      u32 req_timeout_ms)
+static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 {
-	u32 timeout_ms = model->desc.timeout_ms;
+	struct flax_stats *st = &model->stats;
+	struct flax_req_cfg rc;
 	struct flax_slot *slot;
 	unsigned long deadline;
+	ktime_t start, t;
 	void *buf = NULL;
 	int ret;
 
-	if (req_timeout_ms && req_timeout_ms < timeout_ms)
-		timeout_ms = req_timeout_ms;
-	deadline = jiffies + msecs_to_jiffies(timeout_ms);
+	flax_req_cfg(model, io->timeout_ms, &rc);
+	if (!io->text && io->out_cap < rc.result_size) {
+		io->out_len = rc.result_size;
+		return -ENOSPC;
+	}
+	start = ktime_get();
+	deadline = jiffies + msecs_to_jiffies(rc.timeout_ms);
+	atomic64_inc(&st->requests);
 
-	if (flax_model_has_post(model)) {
-		size_t size = ALIGN(model->layout.out_bytes, sizeof(u64)) +
-			      model->desc.result_size;
-
-		buf = kvmalloc(size, GFP_KERNEL);
+	if (flax_model_has_post(model) || io->text) {
+		buf = kvmalloc(flax_post_scratch_size(model, rc.topk),
+			       GFP_KERNEL);
+		ret = -ENOMEM;
 		if (!buf)
-			return -ENOMEM;
+			goto out;
 	}
 
-	ret = flax_slot_claim(model, deadline, &slot);
+	ret = flax_slot_claim(model, rc.max_queue, io->nonblock, deadline,
+			      &slot);
 	if (ret)
-		goto out_free;
+		goto out;
 
+	t = ktime_get();
 	ret = flax_slot_fill(model, slot, io);
+	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)), &st->pre_ns);
 	if (ret) {
 		flax_slot_put(model, slot);
-		goto out_free;
+		goto out;
 	}
 
 	ret = flax_slot_queue(model, slot);
 	if (ret)
-		goto out_free;
+		goto out;
 
 	ret = flax_slot_wait(model, slot, deadline);
 	if (ret)
-		goto out_free;
+		goto out;
 
-	ret = flax_slot_result(model, slot, buf, io);
-out_free:
+	t = ktime_get();
+	ret = flax_slot_result(model, slot, buf, io, &rc);
+	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)), &st->post_ns);
+out:
 	kvfree(buf);
+	flax_infer_account(model, ret, start);
 	return ret;
-}
-
-/* Counts a request's outcome in the model's statistics. */
-static void flax_infer_account(struct flax_model *model, int ret)
-{
-	if (!ret)
-		atomic64_inc(&model->completed);
-	else if (ret == -ETIMEDOUT)
-		atomic64_inc(&model->timeouts);
-	else
-		atomic64_inc(&model->errors);
 }
 
 /**
  * flax_ioctl_infer() - FLAX_IOC_INFER.
+ * @file: the client's fd (O_NONBLOCK: -EAGAIN rather than wait for room).
  * @argp: user struct flax_infer.
  * @usize: its size.
  *
  * Return: 0 with the result at @output; -ENOENT for an unknown model,
  * -EINVAL for a bad request, -ENOSPC (and the size needed in output_size)
- * for a short output buffer, -ETIMEDOUT, -EINTR on a signal, -ENODEV if
- * the model was destroyed, the worker's status or -EIO if the job's
- * workers kept going away, -EFAULT, -E2BIG or -ENOMEM.
+ * for a short output buffer, -EAGAIN for a non-blocking fd when max_queue
+ * requests are under way, -ETIMEDOUT, -EINTR on a signal, -ENODEV if the
+ * model was destroyed, the worker's status or -EIO if the job's workers
+ * kept going away, -EFAULT, -E2BIG or -ENOMEM.
  */
-int flax_ioctl_infer(void __user *argp, unsigned int usize)
+int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 {
 	struct flax_infer_io io = {};
 	struct flax_model *model;
 	struct flax_infer req;
-	int ret;
+	int ret, ret2;
 
 	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
 	if (ret)
 		return ret;
-	if (req.flags || req.reserved)
+	if ((req.flags & ~FLAX_INFER_TEXT) || req.reserved)
 		return -EINVAL;
 
 	model = flax_model_get(req.model_id);
 	if (!model)
 		return -ENOENT;
 
-	if (req.input_size != model->in_user_bytes) {
-		ret = -EINVAL;
+	ret = -EINVAL;
+	if (req.input_size != model->in_user_bytes)
 		goto out_put;
-	}
-	if (req.output_size < model->desc.result_size) {
-		req.output_size = model->desc.result_size;
-		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req)) ?:
-			      -ENOSPC;
-		goto out_put;
-	}
 
 	io.uin = u64_to_user_ptr(req.input);
 	io.uout = u64_to_user_ptr(req.output);
-	atomic64_inc(&model->requests);
-	ret = flax_infer(model, &io, req.timeout_ms);
-	if (!ret) {
-		req.output_size = model->desc.result_size;
-		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+	io.out_cap = req.output_size;
+	io.text = req.flags & FLAX_INFER_TEXT;
+	io.nonblock = file->f_flags & O_NONBLOCK;
+	io.timeout_ms = req.timeout_ms;
+	ret = flax_infer(model, &io);
+	if (!ret || ret == -ENOSPC) {
+		req.output_size = io.out_len;
+		ret2 = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+		ret = ret ?: ret2;
 	}
-	flax_infer_account(model, ret);
 out_put:
 	flax_model_put(model);
+	return ret;
+}
+
+/**
+ * flax_model_infer_text() - run a model on a kernel input, text result.
+ * @model: the model.
+ * @input: the input, flax_model_input_size() bytes.
+ * @text: out: the text result, kvmalloc()ed, to be kvfree()d.
+ * @len: out: its length.
+ *
+ * The sysfs shell path.
+ *
+ * Return: 0 or a negative errno as flax_ioctl_infer() returns.
+ */
+int flax_model_infer_text(struct flax_model *model, const void *input,
+			  char **text, size_t *len)
+{
+	struct flax_infer_io io = {
+		.kin = input,
+		.text = true,
+		.ktext = text,
+	};
+	int ret;
+
+	*text = NULL;
+	ret = flax_infer(model, &io);
+	*len = io.out_len;
 	return ret;
 }
 
@@ -490,20 +632,21 @@ int flax_model_infer(struct flax_model *model, const void *input,
 		     size_t input_size, void *result, size_t result_size,
 		     unsigned int timeout_ms)
 {
-	struct flax_infer_io io = { .kin = input, .kout = result };
+	struct flax_infer_io io = {
+		.kin = input,
+		.kout = result,
+		.out_cap = result_size,
+		.timeout_ms = timeout_ms,
+	};
 	int ret;
 
 	might_sleep();
 	if (IS_ERR_OR_NULL(model) || !input || !result ||
 	    input_size != model->in_user_bytes)
 		return -EINVAL;
-	if (result_size < model->desc.result_size)
-		return -ENOSPC;
 
-	atomic64_inc(&model->requests);
-	ret = flax_infer(model, &io, timeout_ms);
-	flax_infer_account(model, ret);
-	return ret ?: model->desc.result_size;
+	ret = flax_infer(model, &io);
+	return ret ?: io.out_len;
 }
 EXPORT_SYMBOL_GPL(flax_model_infer);
 
@@ -524,6 +667,7 @@ static void flax_worker_release_one(struct flax_worker *worker)
 	spin_lock(&model->lock);
 	list_for_each_entry_safe(slot, tmp, &worker->held, node) {
 		list_del_init(&slot->node);
+		model->nheld--;
 		if (slot->state == FLAX_SLOT_ABANDONED) {
 			flax_slot_free(model, slot);
 		} else if (slot->retries < flax_max_retries) {
@@ -667,6 +811,9 @@ static int flax_complete_one(struct flax_worker *worker,
 	}
 
 	list_del_init(&slot->node);
+	model->nheld--;
+	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), slot->fetched)),
+		     &model->stats.compute_ns);
 	if (slot->state == FLAX_SLOT_ABANDONED)
 		flax_slot_free(model, slot);
 	else
@@ -739,26 +886,33 @@ int flax_ioctl_complete(struct file *file, void __user *argp,
 	return ret ?: ret2;
 }
 
-/* Moves up to max_jobs queued jobs to the worker's ring. */
-static void flax_fetch_take(struct flax_worker *worker, struct flax_fetch *req)
+/* Moves up to @max_jobs queued jobs to the worker's ring. */
+static void flax_fetch_take(struct flax_worker *worker, struct flax_fetch *req,
+			    u32 max_jobs)
 {
 	struct flax_model *model = worker->model;
 	u32 mask = model->layout.ring_entries - 1;
+	struct flax_stats *st = &model->stats;
 	struct flax_ring *ring = worker->ring;
 	u32 tail = worker->tail;
+	ktime_t now = ktime_get();
+	s64 queued_ns = 0;
 
 	lockdep_assert_held(&model->lock);
 
 	req->first = tail;
-	while (req->count < req->max_jobs && !list_empty(&model->queue)) {
+	while (req->count < max_jobs && !list_empty(&model->queue)) {
 		struct flax_slot *slot =
 			list_first_entry(&model->queue, struct flax_slot, node);
 		struct flax_ring_entry *entry = &ring->entries[tail & mask];
 
 		list_move_tail(&slot->node, &worker->held);
 		model->nqueued--;
+		model->nheld++;
 		slot->state = FLAX_SLOT_FETCHED;
 		slot->owner = worker;
+		slot->fetched = now;
+		queued_ns += ktime_to_ns(ktime_sub(now, slot->enqueued));
 		WRITE_ONCE(entry->slot, slot->index);
 		WRITE_ONCE(entry->tag, slot->tag);
 		tail++;
@@ -771,6 +925,13 @@ static void flax_fetch_take(struct flax_worker *worker, struct flax_fetch *req)
 	 */
 	smp_store_release(&ring->tail, tail);
 	WRITE_ONCE(worker->tail, tail);
+
+	if (req->count) {
+		atomic64_inc(&st->batches);
+		atomic64_add(req->count, &st->batched);
+		atomic64_inc(&st->batch_hist[flax_batch_bucket(req->count)]);
+		atomic64_add(queued_ns, &st->queue_ns);
+	}
 }
 
 /* A worker's wait condition, read without the lock. */
@@ -781,17 +942,26 @@ static bool flax_fetch_cond(const struct flax_model *model, u32 want)
 
 /*
  * Waits up to timeout_ms (0: forever) for a first job, then up to the
- * oldest job's enqueue time + max_wait_us for max_jobs jobs, and takes
- * what is queued.  Returns 0 with req->count 0 when no job came.
+ * oldest job's enqueue time + the batching delay for a full batch, and
+ * takes what is queued.  The batch size and delay are the model's
+ * max_batch and max_queue_delay_us, or the worker's smaller ones.
+ * Returns 0 with req->count 0 when no job came.
  */
 static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 {
 	unsigned long deadline = jiffies + msecs_to_jiffies(req->timeout_ms);
 	struct flax_model *model = worker->model;
-	u32 max_jobs = req->max_jobs;
+	const struct flax_cfg *cfg;
+	u32 max_jobs, max_wait_us;
 	ktime_t batch_end = 0;
 	u32 nqueued;
 	long ret;
+
+	rcu_read_lock();
+	cfg = rcu_dereference(model->cfg);
+	max_jobs = min(req->max_jobs, cfg->max_batch);
+	max_wait_us = min(req->max_wait_us, cfg->max_queue_delay_us);
+	rcu_read_unlock();
 
 	for (;;) {
 		spin_lock(&model->lock);
@@ -805,11 +975,10 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 
 			oldest = list_first_entry(&model->queue,
 						  struct flax_slot, node);
-			batch_end = ktime_add_us(oldest->enqueued,
-						 req->max_wait_us);
+			batch_end = ktime_add_us(oldest->enqueued, max_wait_us);
 			if (nqueued >= max_jobs ||
 			    ktime_compare(ktime_get(), batch_end) >= 0) {
-				flax_fetch_take(worker, req);
+				flax_fetch_take(worker, req, max_jobs);
 				spin_unlock(&model->lock);
 				return 0;
 			}

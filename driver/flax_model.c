@@ -16,6 +16,7 @@
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/overflow.h>
+#include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
@@ -26,6 +27,7 @@
 #include "flax_drv.h"
 #include "flax_job.h"
 #include "flax_model.h"
+#include "flax_post.h"
 
 /*
  * flax_registry_lock serialises MODEL_CREATE, MODEL_DESTROY and the name
@@ -58,12 +60,37 @@ static bool flax_f32_positive(u32 bits)
 	return flax_f32_finite(bits) && !(bits & FLAX_F32_SIGN) && bits;
 }
 
-static u32 flax_dtype_size(u32 dtype)
+static bool flax_f32_nan(u32 bits)
+{
+	return (bits & ~FLAX_F32_SIGN) > FLAX_F32_EXP;
+}
+
+/* Orders binary32 values that are not NaN, -0 equal to +0. */
+static s64 flax_f32_key(u32 bits)
+{
+	s64 mag = bits & ~FLAX_F32_SIGN;
+
+	return (bits & FLAX_F32_SIGN) ? -mag : mag;
+}
+
+/**
+ * flax_dtype_size() - bytes of one element of a dtype.
+ * @dtype: FLAX_DTYPE_*.
+ *
+ * Return: the size, or 0 for an unknown dtype.
+ */
+u32 flax_dtype_size(u32 dtype)
 {
 	switch (dtype) {
 	case FLAX_DTYPE_UINT8:
+	case FLAX_DTYPE_INT8:
 		return 1;
+	case FLAX_DTYPE_UINT16:
+	case FLAX_DTYPE_INT16:
+	case FLAX_DTYPE_FLOAT16:
+		return 2;
 	case FLAX_DTYPE_FLOAT32:
+	case FLAX_DTYPE_INT32:
 		return 4;
 	default:
 		return 0;
@@ -117,45 +144,37 @@ static int flax_check_spec(const struct flax_tensor_spec *spec, u32 *elems)
 	return 0;
 }
 
-/* Checks the post chain and k; the chain is one of [], [SOFTMAX],
- * [TOPK] and [SOFTMAX, TOPK], END-padded.
- */
-static int flax_check_post(const struct flax_model_desc *desc, u32 out_elems)
-{
-	const u8 *ops = desc->post_ops;
-	unsigned int n = 0;
-	bool topk = false;
-
-	if (ops[n] == FLAX_POST_SOFTMAX)
-		n++;
-	if (ops[n] == FLAX_POST_TOPK) {
-		topk = true;
-		n++;
-	}
-	if (memchr_inv(ops + n, FLAX_POST_END, FLAX_POST_CHAIN_MAX - n))
-		return -EINVAL;
-
-	if (!topk)
-		return desc->topk ? -EINVAL : 0;
-	if (desc->topk < 1 || desc->topk > min_t(u32, FLAX_TOPK_MAX, out_elems))
-		return -EINVAL;
-	return 0;
-}
-
 static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 {
 	const struct flax_tensor_spec *in = &desc->input;
 
+	u32 channels;
+
 	if (desc->pre_op == FLAX_PRE_NONE) {
 		bool norm = desc->norm_count || desc->norm_scale ||
-			    desc->norm_mean || desc->norm_std;
+			    desc->norm_mean || desc->norm_std ||
+			    desc->clamp_lo || desc->clamp_hi || desc->flags;
 
 		return norm ? -EINVAL : 0;
 	}
 	if (desc->pre_op != FLAX_PRE_NORMALIZE)
 		return -EINVAL;
+	if (desc->flags &
+	    ~(FLAX_MODEL_NORM_CHANNEL_FIRST | FLAX_MODEL_NORM_CLAMP))
+		return -EINVAL;
+	if (desc->flags & FLAX_MODEL_NORM_CLAMP) {
+		if (flax_f32_nan(desc->clamp_lo) ||
+		    flax_f32_nan(desc->clamp_hi) ||
+		    flax_f32_key(desc->clamp_lo) > flax_f32_key(desc->clamp_hi))
+			return -EINVAL;
+	} else if (desc->clamp_lo || desc->clamp_hi) {
+		return -EINVAL;
+	}
+	channels = desc->flags & FLAX_MODEL_NORM_CHANNEL_FIRST ?
+			   in->dims[0] :
+			   in->dims[in->ndim - 1];
 	if (desc->norm_count != 1 && desc->norm_count != in_elems &&
-	    desc->norm_count != in->dims[in->ndim - 1])
+	    desc->norm_count != channels)
 		return -EINVAL;
 	if (!flax_f32_finite(desc->norm_scale))
 		return -EINVAL;
@@ -164,35 +183,173 @@ static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 	return 0;
 }
 
-/* Copies the means and standard deviations in and checks their values. */
-static int flax_model_copy_norm(struct flax_model *model,
-				const struct flax_model_desc *desc)
+/* A configuration with room for @count mean/std pairs, zeroed. */
+static struct flax_cfg *flax_cfg_alloc(u32 count)
 {
-	u32 count = desc->norm_count;
-	u32 *buf;
+	struct flax_cfg *cfg;
+
+	cfg = kvzalloc(struct_size(cfg, data, 2 * (size_t)count), GFP_KERNEL);
+	if (!cfg)
+		return NULL;
+	cfg->norm.count = count;
+	cfg->norm.mean = cfg->data;
+	cfg->norm.std = cfg->data + count;
+	return cfg;
+}
+
+/**
+ * flax_cfg_check() - check a configuration against its model.
+ * @model: the model.
+ * @cfg: the configuration, its sizes not yet filled in.
+ *
+ * Fills in @cfg->result_size and @cfg->text_size.
+ *
+ * Return: 0 or -EINVAL.
+ */
+static int flax_cfg_check(const struct flax_model *model, struct flax_cfg *cfg)
+{
+	const struct flax_norm *norm = &cfg->norm;
+	u32 nslots = model->layout.nslots;
 	u32 i;
 
-	buf = kvmalloc_array(count, 2 * sizeof(u32), GFP_KERNEL);
-	if (!buf)
-		return -ENOMEM;
-	model->norm_buf = buf;
-
-	if (copy_from_user(buf, u64_to_user_ptr(desc->norm_mean),
-			   count * sizeof(u32)) ||
-	    copy_from_user(buf + count, u64_to_user_ptr(desc->norm_std),
-			   count * sizeof(u32)))
-		return -EFAULT;
-	for (i = 0; i < count; i++) {
-		if (!flax_f32_finite(buf[i]) ||
-		    !flax_f32_positive(buf[count + i]))
+	if (flax_post_check_k(&model->post, cfg->topk))
+		return -EINVAL;
+	if (model->post.select == FLAX_POST_THRESHOLD ?
+		    flax_f32_nan(cfg->threshold) :
+		    cfg->threshold != 0)
+		return -EINVAL;
+	if (!cfg->timeout_ms || !cfg->max_batch || cfg->max_batch > nslots ||
+	    !cfg->max_queue || cfg->max_queue > nslots ||
+	    cfg->max_queue_delay_us > FLAX_MAX_WAIT_US)
+		return -EINVAL;
+	for (i = 0; i < norm->count; i++) {
+		if (!flax_f32_finite(norm->mean[i]) ||
+		    !flax_f32_positive(norm->std[i]))
 			return -EINVAL;
 	}
-
-	model->norm.count = count;
-	model->norm.scale = desc->norm_scale;
-	model->norm.mean = buf;
-	model->norm.std = buf + count;
+	cfg->result_size = flax_post_result_size(&model->post, cfg->topk);
+	cfg->text_size = flax_post_text_size(&model->post, cfg->topk);
 	return 0;
+}
+
+/**
+ * flax_cfg_dup() - a copy of a model's configuration, to edit.
+ * @model: the model; the caller holds its @cfg_lock.
+ *
+ * Return: the copy, to be given to flax_cfg_commit() or kvfree()d, or
+ * NULL.
+ */
+struct flax_cfg *flax_cfg_dup(struct flax_model *model)
+{
+	const struct flax_cfg *old;
+	struct flax_cfg *cfg;
+
+	lockdep_assert_held(&model->cfg_lock);
+	old = rcu_dereference_protected(model->cfg,
+					lockdep_is_held(&model->cfg_lock));
+	cfg = flax_cfg_alloc(old->norm.count);
+	if (!cfg)
+		return NULL;
+	memcpy(cfg, old, struct_size(cfg, data, 2 * (size_t)old->norm.count));
+	cfg->norm.mean = cfg->data;
+	cfg->norm.std = cfg->data + cfg->norm.count;
+	return cfg;
+}
+
+/**
+ * flax_cfg_commit() - check an edited configuration and make it current.
+ * @model: the model; the caller holds its @cfg_lock.
+ * @cfg: from flax_cfg_dup(); consumed either way.
+ *
+ * Requests that have already started go on with the settings they began
+ * with; the old configuration is freed after an RCU grace period.
+ *
+ * Return: 0, or -EINVAL (the configuration is unchanged).
+ */
+int flax_cfg_commit(struct flax_model *model, struct flax_cfg *cfg)
+{
+	struct flax_cfg *old;
+
+	lockdep_assert_held(&model->cfg_lock);
+	if (flax_cfg_check(model, cfg)) {
+		kvfree(cfg);
+		return -EINVAL;
+	}
+	old = rcu_replace_pointer(model->cfg, cfg,
+				  lockdep_is_held(&model->cfg_lock));
+	kvfree_rcu(old, rcu);
+	return 0;
+}
+
+/* The first configuration, from the description. */
+static int flax_model_init_cfg(struct flax_model *model,
+			       const struct flax_model_desc *desc)
+{
+	const struct flax_tensor_spec *in = &desc->input;
+	u32 nslots = model->layout.nslots;
+	u32 count = desc->norm_count;
+	struct flax_cfg *cfg;
+	int ret;
+
+	cfg = flax_cfg_alloc(count);
+	if (!cfg)
+		return -ENOMEM;
+	cfg->topk = desc->topk;
+	cfg->threshold = desc->threshold;
+	cfg->timeout_ms = desc->timeout_ms ?: flax_timeout_ms;
+	cfg->max_batch = desc->max_batch ?: nslots;
+	cfg->max_queue_delay_us = desc->max_queue_delay_us;
+	cfg->max_queue = desc->max_queue ?: nslots;
+	if (desc->pre_op == FLAX_PRE_NORMALIZE) {
+		cfg->norm.scale = desc->norm_scale;
+		cfg->norm.inner = 1;
+		if ((desc->flags & FLAX_MODEL_NORM_CHANNEL_FIRST) &&
+		    count == in->dims[0] && count != model->in_elems)
+			cfg->norm.inner = model->in_elems / count;
+		if (desc->flags & FLAX_MODEL_NORM_CLAMP) {
+			cfg->norm.flags = FLAX_NORM_CLAMP;
+			cfg->norm.clamp_lo = desc->clamp_lo;
+			cfg->norm.clamp_hi = desc->clamp_hi;
+		}
+		ret = -EFAULT;
+		if (copy_from_user(cfg->data, u64_to_user_ptr(desc->norm_mean),
+				   count * sizeof(u32)) ||
+		    copy_from_user(cfg->data + count,
+				   u64_to_user_ptr(desc->norm_std),
+				   count * sizeof(u32)))
+			goto err_free;
+	}
+	ret = flax_cfg_check(model, cfg);
+	if (ret)
+		goto err_free;
+	RCU_INIT_POINTER(model->cfg, cfg);
+	return 0;
+
+err_free:
+	kvfree(cfg);
+	return ret;
+}
+
+/*
+ * Copies the settings that may change into @desc: those of the current
+ * configuration.  The norm pointers are left alone.
+ */
+static void flax_model_desc_live(struct flax_model *model,
+				 struct flax_model_desc *desc)
+{
+	const struct flax_cfg *cfg;
+
+	rcu_read_lock();
+	cfg = rcu_dereference(model->cfg);
+	desc->topk = cfg->topk;
+	desc->threshold = cfg->threshold;
+	desc->timeout_ms = cfg->timeout_ms;
+	desc->max_batch = cfg->max_batch;
+	desc->max_queue_delay_us = cfg->max_queue_delay_us;
+	desc->max_queue = cfg->max_queue;
+	desc->result_size = cfg->result_size;
+	desc->text_size = cfg->text_size;
+	rcu_read_unlock();
 }
 
 /* Lays the region out: header, FLAX_MAX_WORKERS rings, input, output. */
@@ -232,204 +389,25 @@ static int flax_model_layout(struct flax_model *model, u32 nslots, u32 in_bytes,
 static void flax_model_release(struct kobject *kobj)
 {
 	struct flax_model *model = container_of(kobj, struct flax_model, kobj);
+	unsigned int i;
 
 	vfree(model->region);
 	kvfree(model->slots);
-	kvfree(model->norm_buf);
+	/* The last reference: no reader is left. */
+	kvfree(rcu_access_pointer(model->cfg));
+	flax_labels_put(rcu_access_pointer(model->labels));
+	for (i = 0; i < FLAX_SHELL_SESSIONS; i++)
+		kvfree(model->shell[i].text);
+	mutex_destroy(&model->cfg_lock);
+	mutex_destroy(&model->shell_lock);
 	kfree(model);
 	atomic_dec(&flax_models_alive);
 }
 
-/* sysfs: /sys/class/misc/flax/models/<name>/, one value per file. */
-
-#define FLAX_MODEL_ATTR(_name)                           \
-	static struct kobj_attribute flax_attr_##_name = \
-		__ATTR(_name, 0444, flax_##_name##_show, NULL)
-
-static struct flax_model *flax_kobj_model(struct kobject *kobj)
-{
-	return container_of(kobj, struct flax_model, kobj);
-}
-
-static ssize_t flax_emit_shape(char *buf, const struct flax_tensor_spec *spec)
-{
-	int len = 0;
-	u32 i;
-
-	for (i = 0; i < spec->ndim; i++)
-		len += sysfs_emit_at(buf, len, "%s%u", i ? " " : "",
-				     spec->dims[i]);
-	len += sysfs_emit_at(buf, len, "\n");
-	return len;
-}
-
-static const char *flax_dtype_name(u32 dtype)
-{
-	return dtype == FLAX_DTYPE_UINT8 ? "uint8" : "float32";
-}
-
-static ssize_t flax_id_show(struct kobject *kobj, struct kobj_attribute *attr,
-			    char *buf)
-{
-	return sysfs_emit(buf, "%u\n", flax_kobj_model(kobj)->id);
-}
-
-static ssize_t flax_input_shape_show(struct kobject *kobj,
-				     struct kobj_attribute *attr, char *buf)
-{
-	return flax_emit_shape(buf, &flax_kobj_model(kobj)->desc.input);
-}
-
-static ssize_t flax_input_dtype_show(struct kobject *kobj,
-				     struct kobj_attribute *attr, char *buf)
-{
-	u32 dtype = flax_kobj_model(kobj)->desc.input.dtype;
-
-	return sysfs_emit(buf, "%s\n", flax_dtype_name(dtype));
-}
-
-static ssize_t flax_output_shape_show(struct kobject *kobj,
-				      struct kobj_attribute *attr, char *buf)
-{
-	return flax_emit_shape(buf, &flax_kobj_model(kobj)->desc.output);
-}
-
-static ssize_t flax_pre_op_show(struct kobject *kobj,
-				struct kobj_attribute *attr, char *buf)
-{
-	u32 pre_op = flax_kobj_model(kobj)->desc.pre_op;
-
-	return sysfs_emit(buf, "%s\n",
-			  pre_op == FLAX_PRE_NORMALIZE ? "normalize" : "none");
-}
-
-static ssize_t flax_post_ops_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
-{
-	const u8 *ops = flax_kobj_model(kobj)->desc.post_ops;
-	int len = 0;
-	int i;
-
-	for (i = 0; i < FLAX_POST_CHAIN_MAX && ops[i] != FLAX_POST_END; i++)
-		len += sysfs_emit_at(buf, len, "%s%s", i ? " " : "",
-				     ops[i] == FLAX_POST_SOFTMAX ? "softmax" :
-								   "topk");
-	len += sysfs_emit_at(buf, len, "%s\n", i ? "" : "none");
-	return len;
-}
-
-static ssize_t flax_topk_show(struct kobject *kobj, struct kobj_attribute *attr,
-			      char *buf)
-{
-	return sysfs_emit(buf, "%u\n", flax_kobj_model(kobj)->desc.topk);
-}
-
-static ssize_t flax_nslots_show(struct kobject *kobj,
-				struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", flax_kobj_model(kobj)->desc.nslots);
-}
-
-static ssize_t flax_timeout_ms_show(struct kobject *kobj,
-				    struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n", flax_kobj_model(kobj)->desc.timeout_ms);
-}
-
-static ssize_t flax_emit_counter(char *buf, atomic64_t *counter)
-{
-	return sysfs_emit(buf, "%llu\n", (u64)atomic64_read(counter));
-}
-
-static ssize_t flax_requests_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
-{
-	return flax_emit_counter(buf, &flax_kobj_model(kobj)->requests);
-}
-
-static ssize_t flax_completed_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
-{
-	return flax_emit_counter(buf, &flax_kobj_model(kobj)->completed);
-}
-
-static ssize_t flax_errors_show(struct kobject *kobj,
-				struct kobj_attribute *attr, char *buf)
-{
-	return flax_emit_counter(buf, &flax_kobj_model(kobj)->errors);
-}
-
-static ssize_t flax_timeouts_show(struct kobject *kobj,
-				  struct kobj_attribute *attr, char *buf)
-{
-	return flax_emit_counter(buf, &flax_kobj_model(kobj)->timeouts);
-}
-
-/* Written under the model's lock; a sysfs reader takes a snapshot. */
-static ssize_t flax_queued_show(struct kobject *kobj,
-				struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n",
-			  READ_ONCE(flax_kobj_model(kobj)->nqueued));
-}
-
-static ssize_t flax_workers_show(struct kobject *kobj,
-				 struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n",
-			  READ_ONCE(flax_kobj_model(kobj)->nworkers));
-}
-
-FLAX_MODEL_ATTR(id);
-FLAX_MODEL_ATTR(input_shape);
-FLAX_MODEL_ATTR(input_dtype);
-FLAX_MODEL_ATTR(output_shape);
-FLAX_MODEL_ATTR(pre_op);
-FLAX_MODEL_ATTR(post_ops);
-FLAX_MODEL_ATTR(topk);
-FLAX_MODEL_ATTR(nslots);
-FLAX_MODEL_ATTR(timeout_ms);
-FLAX_MODEL_ATTR(requests);
-FLAX_MODEL_ATTR(completed);
-FLAX_MODEL_ATTR(errors);
-FLAX_MODEL_ATTR(timeouts);
-FLAX_MODEL_ATTR(queued);
-FLAX_MODEL_ATTR(workers);
-
-static struct attribute *flax_model_attrs[] = {
-	/* clang-format off */
-	&flax_attr_id.attr,
-	&flax_attr_input_shape.attr,
-	&flax_attr_input_dtype.attr,
-	&flax_attr_output_shape.attr,
-	&flax_attr_pre_op.attr,
-	&flax_attr_post_ops.attr,
-	&flax_attr_topk.attr,
-	&flax_attr_nslots.attr,
-	&flax_attr_timeout_ms.attr,
-	&flax_attr_requests.attr,
-	&flax_attr_completed.attr,
-	&flax_attr_errors.attr,
-	&flax_attr_timeouts.attr,
-	&flax_attr_queued.attr,
-	&flax_attr_workers.attr,
-	NULL
-	/* clang-format on */
-};
-
-static const struct attribute_group flax_model_group = {
-	.attrs = flax_model_attrs,
-};
-
-static const struct attribute_group *flax_model_groups[] = {
-	&flax_model_group,
-	NULL,
-};
-
 static const struct kobj_type flax_model_ktype = {
 	.release = flax_model_release,
 	.sysfs_ops = &kobj_sysfs_ops,
-	.default_groups = flax_model_groups,
+	.default_groups = flax_model_groups, /* flax_sysfs.c */
 };
 
 /*
@@ -442,11 +420,12 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	struct flax_model *model;
 	u32 in_elems, out_elems, in_user_bytes, in_bytes, out_bytes;
 	u32 nslots = desc->nslots ?: flax_nslots;
+	struct flax_post_plan plan;
 	u32 i;
 	int ret;
 
-	if (desc->flags || desc->__pad0 ||
-	    memchr_inv(desc->reserved, 0, sizeof(desc->reserved)))
+	if (memchr_inv(desc->reserved, 0, sizeof(desc->reserved)) ||
+	    desc->__pad0 || desc->result_size || desc->text_size)
 		return ERR_PTR(-EINVAL);
 	if (flax_check_name(desc->name))
 		return ERR_PTR(-EINVAL);
@@ -455,7 +434,8 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 		return ERR_PTR(-EINVAL);
 	if (desc->output.dtype != FLAX_DTYPE_FLOAT32)
 		return ERR_PTR(-EINVAL);
-	if (flax_check_norm(desc, in_elems) || flax_check_post(desc, out_elems))
+	if (flax_check_norm(desc, in_elems) ||
+	    flax_post_plan(desc, &desc->output, out_elems, &plan))
 		return ERR_PTR(-EINVAL);
 	if (nslots > flax_max_slots)
 		return ERR_PTR(-EINVAL);
@@ -480,39 +460,31 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	/* From here on, kobject_put() frees whatever was allocated. */
 	kobject_init(&model->kobj, &flax_model_ktype);
 	spin_lock_init(&model->lock);
+	mutex_init(&model->cfg_lock);
+	mutex_init(&model->shell_lock);
 	INIT_LIST_HEAD(&model->free);
 	INIT_LIST_HEAD(&model->queue);
 	init_waitqueue_head(&model->slot_wait);
 	init_waitqueue_head(&model->job_wait);
-	atomic64_set(&model->requests, 0);
-	atomic64_set(&model->completed, 0);
-	atomic64_set(&model->errors, 0);
-	atomic64_set(&model->timeouts, 0);
 
 	model->desc = *desc;
 	model->desc.id = 0;
 	model->desc.norm_mean = 0;
 	model->desc.norm_std = 0;
 	model->desc.nslots = nslots;
-	model->desc.timeout_ms = desc->timeout_ms ?: flax_timeout_ms;
-	if (desc->topk)
-		model->desc.result_size = struct_size(
-			(struct flax_topk_result *)NULL, entries, desc->topk);
-	else
-		model->desc.result_size = out_bytes;
 	model->in_elems = in_elems;
 	model->out_elems = out_elems;
 	model->in_user_bytes = in_user_bytes;
-
-	if (desc->pre_op == FLAX_PRE_NORMALIZE) {
-		ret = flax_model_copy_norm(model, desc);
-		if (ret)
-			goto err_put;
-	}
+	model->post = plan;
 
 	ret = flax_model_layout(model, nslots, in_bytes, out_bytes);
 	if (ret)
 		goto err_put;
+
+	ret = flax_model_init_cfg(model, desc);
+	if (ret)
+		goto err_put;
+	flax_model_desc_live(model, &model->desc);
 
 	ret = -ENOMEM;
 	model->region = vmalloc_user(model->layout.region_size);
@@ -609,8 +581,8 @@ out_unlock:
 }
 
 /*
- * Takes the model out of the registry and sysfs.  The caller then fails
- * its jobs and drops the registry's reference.
+ * Takes the model out of the registry and sysfs and fails its jobs.  The
+ * caller then drops the registry's reference.
  */
 static void flax_model_unpublish(struct flax_model *model)
 {
@@ -618,6 +590,11 @@ static void flax_model_unpublish(struct flax_model *model)
 
 	xa_erase(&flax_models, model->id);
 	flax_nmodels--;
+	/*
+	 * Fail the jobs first: kobject_del() waits for sysfs writers, and
+	 * one running a request on the shell path then returns at once.
+	 */
+	flax_model_kill(model);
 	/* Under the lock: the name may be reused as soon as it is dropped. */
 	kobject_del(&model->kobj);
 }
@@ -641,7 +618,6 @@ static int flax_model_destroy(u32 id, struct flax_model *expect)
 	mutex_unlock(&flax_registry_lock);
 
 	pr_debug("model %u \"%s\" destroyed\n", model->id, model->desc.name);
-	flax_model_kill(model);
 	flax_model_put(model);
 	return 0;
 }
@@ -731,13 +707,15 @@ unsigned int flax_models_count(void)
 
 /**
  * flax_ioctl_model_create() - FLAX_IOC_MODEL_CREATE.
+ * @file: the caller's fd (unused).
  * @argp: user struct flax_model_desc.
  * @usize: its size.
  *
  * Return: 0, -EINVAL for a bad description, -EEXIST for a name in use,
  * -ENOSPC when max_models exist, -EFAULT, -E2BIG or -ENOMEM.
  */
-int flax_ioctl_model_create(void __user *argp, unsigned int usize)
+int flax_ioctl_model_create(struct file *file, void __user *argp,
+			    unsigned int usize)
 {
 	struct flax_model_desc desc;
 	struct flax_model *model;
@@ -756,7 +734,7 @@ int flax_ioctl_model_create(void __user *argp, unsigned int usize)
 		goto out_put;
 
 	desc.id = model->id;
-	desc.result_size = model->desc.result_size;
+	flax_model_desc_live(model, &desc);
 	ret = flax_copy_struct_to_user(argp, usize, &desc, sizeof(desc));
 	if (ret) {
 		/* The caller cannot know the id: undo, unless already gone. */
@@ -769,14 +747,37 @@ out_put:
 	return ret;
 }
 
+/* Copies the current means and standard deviations out. */
+static int flax_model_copy_norm_out(struct flax_model *model, u64 mean, u64 std)
+{
+	u32 count = model->desc.norm_count;
+	struct flax_cfg *cfg;
+	int ret = 0;
+
+	/* A stable copy: the user copy may fault and sleep. */
+	mutex_lock(&model->cfg_lock);
+	cfg = rcu_dereference_protected(model->cfg,
+					lockdep_is_held(&model->cfg_lock));
+	if (mean && copy_to_user(u64_to_user_ptr(mean), cfg->norm.mean,
+				 count * sizeof(u32)))
+		ret = -EFAULT;
+	if (std && copy_to_user(u64_to_user_ptr(std), cfg->norm.std,
+				count * sizeof(u32)))
+		ret = -EFAULT;
+	mutex_unlock(&model->cfg_lock);
+	return ret;
+}
+
 /**
  * flax_ioctl_model_get() - FLAX_IOC_MODEL_GET.
+ * @file: the caller's fd (unused).
  * @argp: user struct flax_model_desc, the name filled in.
  * @usize: its size.
  *
  * Return: 0, -ENOENT for an unknown name, -EINVAL, -EFAULT or -E2BIG.
  */
-int flax_ioctl_model_get(void __user *argp, unsigned int usize)
+int flax_ioctl_model_get(struct file *file, void __user *argp,
+			 unsigned int usize)
 {
 	struct flax_model_desc desc;
 	struct flax_model *model;
@@ -805,16 +806,11 @@ int flax_ioctl_model_get(void __user *argp, unsigned int usize)
 	desc = model->desc;
 	desc.norm_mean = mean;
 	desc.norm_std = std;
+	flax_model_desc_live(model, &desc);
 
-	ret = -EFAULT;
-	if (model->norm_buf) {
-		size_t bytes = model->norm.count * sizeof(u32);
-
-		if (mean && copy_to_user(u64_to_user_ptr(mean),
-					 model->norm.mean, bytes))
-			goto out_put;
-		if (std &&
-		    copy_to_user(u64_to_user_ptr(std), model->norm.std, bytes))
+	if (desc.pre_op == FLAX_PRE_NORMALIZE && (mean || std)) {
+		ret = flax_model_copy_norm_out(model, mean, std);
+		if (ret)
 			goto out_put;
 	}
 	ret = flax_copy_struct_to_user(argp, usize, &desc, sizeof(desc));
@@ -825,6 +821,7 @@ out_put:
 
 /**
  * flax_ioctl_model_destroy() - FLAX_IOC_MODEL_DESTROY.
+ * @file: the caller's fd (unused).
  * @argp: user struct flax_model_ref.
  * @usize: its size.
  *
@@ -834,7 +831,8 @@ out_put:
  *
  * Return: 0, -ENOENT for an unknown id, -EINVAL, -EFAULT or -E2BIG.
  */
-int flax_ioctl_model_destroy(void __user *argp, unsigned int usize)
+int flax_ioctl_model_destroy(struct file *file, void __user *argp,
+			     unsigned int usize)
 {
 	struct flax_model_ref ref;
 	int ret;
@@ -846,6 +844,271 @@ int flax_ioctl_model_destroy(void __user *argp, unsigned int usize)
 		return -EINVAL;
 
 	return flax_model_destroy(ref.model_id, NULL);
+}
+
+static void flax_labels_free_rcu(struct rcu_head *head)
+{
+	struct flax_labelset *labels =
+		container_of(head, struct flax_labelset, rcu);
+
+	kvfree(labels->off);
+	kvfree(labels);
+}
+
+/**
+ * flax_labels_put() - drop a reference to a label set.
+ * @labels: the set, or NULL.
+ *
+ * The set is freed after an RCU grace period once the last is gone.
+ */
+void flax_labels_put(struct flax_labelset *labels)
+{
+	if (labels && refcount_dec_and_test(&labels->ref))
+		call_rcu(&labels->rcu, flax_labels_free_rcu);
+}
+
+/**
+ * flax_labels_get() - the model's labels, to use outside RCU.
+ * @model: the model.
+ *
+ * Return: the current label set with a reference, to be dropped with
+ * flax_labels_put(), or NULL if the model has none.
+ */
+struct flax_labelset *flax_labels_get(struct flax_model *model)
+{
+	struct flax_labelset *labels;
+
+	rcu_read_lock();
+	labels = rcu_dereference(model->labels);
+	if (labels && !refcount_inc_not_zero(&labels->ref))
+		labels = NULL;
+	rcu_read_unlock();
+	return labels;
+}
+
+/*
+ * Checks @text (@size bytes, one label per line, the last newline
+ * optional) and builds a label set from it.  Logs the first bad line.
+ */
+static struct flax_labelset *flax_labels_parse(struct flax_model *model,
+					       const char *text, size_t size)
+{
+	u32 max = min_t(u32, FLAX_LABELS_MAX, model->post.vec_elems);
+	struct flax_labelset *labels;
+	size_t bytes = size, pos, end;
+	u32 count = 0, i;
+	int ret;
+
+	if (size && text[size - 1] != '\n')
+		bytes++;
+	labels = kvzalloc(struct_size(labels, text, bytes), GFP_KERNEL);
+	if (!labels)
+		return ERR_PTR(-ENOMEM);
+	memcpy(labels->text, text, size);
+	labels->text[bytes - 1] = '\n';
+	labels->bytes = bytes;
+
+	for (pos = 0; pos < bytes; pos = end + 1) {
+		end = pos;
+		while (labels->text[end] != '\n')
+			end++;
+		ret = -EINVAL;
+		if (end == pos || end - pos > FLAX_LABEL_MAX)
+			goto err_line;
+		for (i = pos; i < end; i++) {
+			u8 c = labels->text[i];
+
+			/* UTF-8 bytes pass; ASCII controls (tab too) do not. */
+			if (c < 0x20 || c == 0x7f)
+				goto err_line;
+		}
+		ret = -E2BIG;
+		if (++count > max)
+			goto err_line;
+	}
+
+	labels->off = kvmalloc_array(count + 1, sizeof(u32), GFP_KERNEL);
+	if (!labels->off) {
+		kvfree(labels);
+		return ERR_PTR(-ENOMEM);
+	}
+	labels->count = count;
+	for (pos = 0, i = 0; pos < bytes; pos++) {
+		if (!pos || labels->text[pos - 1] == '\n')
+			labels->off[i++] = pos;
+	}
+	labels->off[count] = bytes;
+	refcount_set(&labels->ref, 1);
+	return labels;
+
+err_line:
+	pr_info("model %s: labels: line %u rejected: %s\n", model->desc.name,
+		count + 1,
+		ret == -E2BIG ? "more labels than output elements or 65536" :
+		end == pos    ? "empty" :
+		end - pos > FLAX_LABEL_MAX ? "longer than 127 bytes" :
+					     "control character");
+	kvfree(labels);
+	return ERR_PTR(ret);
+}
+
+/**
+ * flax_labels_set() - replace a model's labels.
+ * @model: the model.
+ * @text: the labels, one per line (the last newline optional).
+ * @size: bytes at @text; 0 removes the labels.
+ * @count: out: the number of labels.
+ *
+ * Context: process context; takes the model's @cfg_lock.
+ *
+ * Return: 0, -EINVAL for a bad line (logged), -E2BIG for too many labels
+ * or bytes, -ENOMEM.  On error the labels are unchanged.
+ */
+int flax_labels_set(struct flax_model *model, const char *text, size_t size,
+		    u32 *count)
+{
+	struct flax_labelset *labels = NULL, *old;
+
+	if (size > FLAX_LABELS_BYTES_MAX)
+		return -E2BIG;
+	if (size) {
+		labels = flax_labels_parse(model, text, size);
+		if (IS_ERR(labels))
+			return PTR_ERR(labels);
+	}
+	*count = labels ? labels->count : 0;
+
+	mutex_lock(&model->cfg_lock);
+	old = rcu_replace_pointer(model->labels, labels,
+				  lockdep_is_held(&model->cfg_lock));
+	mutex_unlock(&model->cfg_lock);
+	flax_labels_put(old);
+	return 0;
+}
+
+/* Looks up the model of a struct flax_labels and checks the struct. */
+static struct flax_model *flax_labels_model(struct flax_labels *req,
+					    void __user *argp,
+					    unsigned int usize, int *ret)
+{
+	struct flax_model *model;
+
+	*ret = copy_struct_from_user(req, sizeof(*req), argp, usize);
+	if (*ret)
+		return NULL;
+	*ret = -EINVAL;
+	if (req->flags || memchr_inv(req->reserved, 0, sizeof(req->reserved)))
+		return NULL;
+	*ret = -ENOENT;
+	model = flax_model_get(req->model_id);
+	if (model)
+		*ret = 0;
+	return model;
+}
+
+/**
+ * flax_ioctl_labels_set() - FLAX_IOC_LABELS_SET.
+ * @file: the caller's fd (unused).
+ * @argp: user struct flax_labels.
+ * @usize: its size.
+ *
+ * Return: 0, -ENOENT for an unknown model, -EINVAL for a bad line or
+ * struct, -E2BIG for too many labels or bytes, -EFAULT or -ENOMEM.
+ */
+int flax_ioctl_labels_set(struct file *file, void __user *argp,
+			  unsigned int usize)
+{
+	struct flax_model *model;
+	struct flax_labels req;
+	char *text = NULL;
+	int ret;
+
+	model = flax_labels_model(&req, argp, usize, &ret);
+	if (!model)
+		return ret;
+	ret = -E2BIG;
+	if (req.size > FLAX_LABELS_BYTES_MAX)
+		goto out_put;
+	if (req.size) {
+		text = vmemdup_user(u64_to_user_ptr(req.data), req.size);
+		if (IS_ERR(text)) {
+			ret = PTR_ERR(text);
+			text = NULL;
+			goto out_put;
+		}
+	}
+	ret = flax_labels_set(model, text, req.size, &req.count);
+	if (!ret)
+		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+out_put:
+	kvfree(text);
+	flax_model_put(model);
+	return ret;
+}
+
+/**
+ * flax_ioctl_labels_get() - FLAX_IOC_LABELS_GET.
+ * @file: the caller's fd (unused).
+ * @argp: user struct flax_labels.
+ * @usize: its size.
+ *
+ * Return: 0, -ENOSPC (with the size needed) for a short buffer, -ENOENT
+ * for an unknown model, -EINVAL, -EFAULT or -E2BIG.
+ */
+int flax_ioctl_labels_get(struct file *file, void __user *argp,
+			  unsigned int usize)
+{
+	struct flax_labelset *labels;
+	struct flax_model *model;
+	struct flax_labels req;
+	u32 avail;
+	int ret;
+
+	model = flax_labels_model(&req, argp, usize, &ret);
+	if (!model)
+		return ret;
+	labels = flax_labels_get(model);
+	avail = req.size;
+	req.size = labels ? labels->bytes : 0;
+	req.count = labels ? labels->count : 0;
+	ret = 0;
+	if (req.size > avail)
+		ret = -ENOSPC;
+	else if (req.size && copy_to_user(u64_to_user_ptr(req.data),
+					  labels->text, req.size))
+		ret = -EFAULT;
+	if (ret != -EFAULT)
+		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req)) ?:
+			      ret;
+	flax_labels_put(labels);
+	flax_model_put(model);
+	return ret;
+}
+
+/**
+ * flax_stats_reset() - zero a model's statistics.
+ * @model: the model.
+ */
+void flax_stats_reset(struct flax_model *model)
+{
+	struct flax_stats *st = &model->stats;
+	unsigned int i;
+
+	atomic64_set(&st->requests, 0);
+	atomic64_set(&st->completed, 0);
+	atomic64_set(&st->errors, 0);
+	atomic64_set(&st->timeouts, 0);
+	atomic64_set(&st->batches, 0);
+	atomic64_set(&st->batched, 0);
+	atomic64_set(&st->queue_ns, 0);
+	atomic64_set(&st->compute_ns, 0);
+	atomic64_set(&st->pre_ns, 0);
+	atomic64_set(&st->post_ns, 0);
+	atomic64_set(&st->total_ns, 0);
+	for (i = 0; i < FLAX_HIST_BATCH; i++)
+		atomic64_set(&st->batch_hist[i], 0);
+	for (i = 0; i < FLAX_HIST_LATENCY; i++)
+		atomic64_set(&st->latency_hist[i], 0);
 }
 
 /**
@@ -885,7 +1148,6 @@ void flax_models_exit(void)
 	mutex_lock(&flax_registry_lock);
 	xa_for_each(&flax_models, id, model) {
 		flax_model_unpublish(model);
-		flax_model_kill(model);
 		flax_model_put(model);
 	}
 	kobj = flax_models_kobj;

@@ -8,9 +8,14 @@
 #define _FLAX_MODEL_H
 
 #include <linux/atomic.h>
+#include <linux/bitops.h>
+#include <linux/minmax.h>
 #include <linux/kobject.h>
 #include <linux/ktime.h>
 #include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/rcupdate.h>
+#include <linux/refcount.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/wait.h>
@@ -46,6 +51,7 @@ enum flax_slot_state {
  *	list (FETCHED, ABANDONED); empty otherwise.
  * @owner: the worker holding the job (FETCHED, ABANDONED), else NULL.
  * @enqueued: when the job was first queued (batching deadline).
+ * @fetched: when a worker last fetched the job.
  * @state: enum flax_slot_state; written under the lock, read locklessly
  *	only by the waiting client as a wake-up condition.
  * @index: the slot's index; immutable.
@@ -60,6 +66,7 @@ struct flax_slot {
 	struct list_head node;
 	struct flax_worker *owner;
 	ktime_t enqueued;
+	ktime_t fetched;
 	enum flax_slot_state state;
 	u32 index;
 	u32 tag;
@@ -69,38 +76,169 @@ struct flax_slot {
 };
 
 /**
+ * struct flax_cfg - the settings of a model that may change while it lives.
+ * @rcu: frees a replaced configuration after a grace period.
+ * @topk: k of FLAX_POST_TOPK (1 for ARGMAX), else 0.
+ * @threshold: binary32 threshold of FLAX_POST_THRESHOLD.
+ * @timeout_ms: default and longest request timeout.
+ * @max_batch: most jobs per FLAX_IOC_FETCH.
+ * @max_queue_delay_us: batching delay.
+ * @max_queue: most requests claimed, queued or running at once.
+ * @result_size: bytes of the largest binary result.
+ * @text_size: bytes of the largest text result.
+ * @norm: FLAX_PRE_NORMALIZE parameters; @norm.mean and @norm.std point
+ *	into @data.
+ * @data: @norm.count means, then as many standard deviations.
+ *
+ * Published with rcu_assign_pointer() under the model's @cfg_lock and
+ * never changed after that: a writer copies, edits and replaces it.
+ */
+struct flax_cfg {
+	struct rcu_head rcu;
+	u32 topk;
+	u32 threshold;
+	u32 timeout_ms;
+	u32 max_batch;
+	u32 max_queue_delay_us;
+	u32 max_queue;
+	u32 result_size;
+	u32 text_size;
+	struct flax_norm norm;
+	u32 data[];
+};
+
+/**
+ * struct flax_labelset - a model's class names.
+ * @rcu: frees a replaced set after a grace period.
+ * @ref: the model's reference and those of users (flax_labels_get()).
+ * @count: number of labels.
+ * @bytes: bytes of @text.
+ * @off: @count + 1 offsets into @text; label i is @text[@off[i]] up to,
+ *	not including, the newline at @text[@off[i + 1] - 1].
+ * @text: the labels, each followed by a newline.
+ */
+struct flax_labelset {
+	struct rcu_head rcu;
+	refcount_t ref;
+	u32 count;
+	u32 bytes;
+	u32 *off;
+	char text[];
+};
+
+/* Buckets of the histograms: see flax_hist_bucket(). */
+#define FLAX_HIST_BATCH 13
+#define FLAX_HIST_LATENCY 24
+
+/**
+ * struct flax_stats - what a model has done, for sysfs.
+ * @requests: requests accepted.
+ * @completed: requests answered with a result.
+ * @errors: requests failed for a reason other than a timeout.
+ * @timeouts: requests timed out.
+ * @batches: FLAX_IOC_FETCH calls that took at least one job.
+ * @batched: jobs those calls took (@batched / @batches: mean batch size).
+ * @queue_ns: time jobs spent queued, until fetched.
+ * @compute_ns: time jobs spent with workers, fetched to completed.
+ * @pre_ns: time spent copying inputs in and preprocessing them.
+ * @post_ns: time spent postprocessing and copying results out.
+ * @total_ns: time requests took, end to end.
+ * @batch_hist: batches by size: bucket 0 is 1 job, bucket b > 0 is
+ *	2^(b - 1) + 1 to 2^b jobs.
+ * @latency_hist: completed requests by end-to-end latency in us: bucket 0
+ *	is under 1 us, bucket b > 0 is [2^(b - 1), 2^b) us, the last one
+ *	unbounded.
+ *
+ * Each counter is atomic on its own; a reader or a reset racing with
+ * requests in flight sees a set that is off by those requests.
+ */
+struct flax_stats {
+	atomic64_t requests;
+	atomic64_t completed;
+	atomic64_t errors;
+	atomic64_t timeouts;
+	atomic64_t batches;
+	atomic64_t batched;
+	atomic64_t queue_ns;
+	atomic64_t compute_ns;
+	atomic64_t pre_ns;
+	atomic64_t post_ns;
+	atomic64_t total_ns;
+	atomic64_t batch_hist[FLAX_HIST_BATCH];
+	atomic64_t latency_hist[FLAX_HIST_LATENCY];
+};
+
+/**
+ * struct flax_post_plan - a model's postprocessing chain, analysed once.
+ * @vec_ops: the vector steps in order (SOFTMAX, LOG_SOFTMAX, SIGMOID,
+ *	MEAN_POOL, L2_NORMALIZE), FLAX_POST_END-terminated.
+ * @select: FLAX_POST_TOPK, FLAX_POST_ARGMAX, FLAX_POST_THRESHOLD or
+ *	FLAX_POST_END (the result is the vector).
+ * @rows: MEAN_POOL: rows T of the (T, D) output, else 0.
+ * @vec_elems: elements of the vector after the vector steps.
+ */
+struct flax_post_plan {
+	u8 vec_ops[FLAX_POST_CHAIN_MAX + 1];
+	u8 select;
+	u32 rows;
+	u32 vec_elems;
+};
+
+/* Sessions whose last shell-path result a model keeps (sysfs "result"). */
+#define FLAX_SHELL_SESSIONS 16
+
+/**
+ * struct flax_shell_result - the last result of one session's shell path.
+ * @sid: the session, in the initial pid namespace; 0: entry unused.
+ * @seq: when it was stored (least recently stored entries are reused).
+ * @len: bytes of @text.
+ * @text: the text result.
+ */
+struct flax_shell_result {
+	pid_t sid;
+	u64 seq;
+	size_t len;
+	char *text;
+};
+
+/**
  * struct flax_model - one model, its slot region and its job queue.
  * @kobj: sysfs directory and reference count; the release frees the lot.
  *	The registry holds a reference until MODEL_DESTROY, each attached
  *	worker holds one, each ioctl in flight on the model holds one.
  * @id: the model's id; set before the model is published, then constant.
- * @desc: the validated description, with effective @nslots and
- *	@timeout_ms, @result_size filled and the norm pointers cleared.
+ * @desc: the validated description as created, with effective @nslots,
+ *	@result_size and @text_size filled and the norm pointers cleared;
+ *	the fields that may change live in @cfg.
  * @in_elems: input elements.
  * @out_elems: output elements.
  * @in_user_bytes: bytes of a client's input.
- * @norm: FLAX_PRE_NORMALIZE parameters, pointing into @norm_buf.
- * @norm_buf: means then standard deviations, @desc.norm_count each.
+ * @post: the postprocessing chain.
+ * @cfg: the current settings (RCU).
+ * @labels: the class names (RCU), or NULL.
+ * @cfg_lock: serialises writers of @cfg and @labels.
+ * @shell_lock: protects @shell and @shell_seq.
+ * @shell: the shell path's results, by session.
+ * @shell_seq: stores so far, for @shell's LRU.
  * @region: the shared region, vmalloc_user().
  * @layout: the kernel's copy of the region's layout; the one in the
  *	region is for the workers and never read back.
  * @slots: @layout.nslots slots.
- * @lock: protects the slots, @free, @queue, @nqueued, @workers,
- *	@nworkers, @dead and every worker's ring tail and held list.
+ * @lock: protects the slots, @free, @queue, @nqueued, @nbusy, @nheld,
+ *	@workers, @nworkers, @dead and every worker's ring tail and held list.
  *	Never held across a sleep or a user copy.  @nqueued and @dead are
  *	also read without it, as wait conditions and by sysfs.
  * @free: free slots, most recently freed first.
  * @queue: queued slots, oldest first (requeued jobs go to the front).
  * @nqueued: length of @queue.
+ * @nbusy: slots not free (for max_queue).
+ * @nheld: slots held by workers (FETCHED or ABANDONED): in flight.
  * @workers: attached workers by ring index.
  * @nworkers: number of attached workers.
  * @dead: destroyed; no new job is accepted.
  * @slot_wait: clients waiting for a free slot.
  * @job_wait: workers waiting in FLAX_IOC_FETCH.
- * @requests: FLAX_IOC_INFER and flax_model_infer() calls accepted.
- * @completed: requests answered with a result.
- * @errors: requests failed for a reason other than a timeout.
- * @timeouts: requests timed out.
+ * @stats: statistics.
  */
 struct flax_model {
 	struct kobject kobj;
@@ -109,8 +247,13 @@ struct flax_model {
 	u32 in_elems;
 	u32 out_elems;
 	u32 in_user_bytes;
-	struct flax_norm norm;
-	u32 *norm_buf;
+	struct flax_post_plan post;
+	struct flax_cfg __rcu *cfg;
+	struct flax_labelset __rcu *labels;
+	struct mutex cfg_lock; /* writers of cfg and labels */
+	struct mutex shell_lock; /* shell and shell_seq */
+	struct flax_shell_result shell[FLAX_SHELL_SESSIONS];
+	u64 shell_seq;
 	void *region;
 	struct flax_region_layout layout;
 	struct flax_slot *slots;
@@ -120,6 +263,8 @@ struct flax_model {
 	struct list_head free;
 	struct list_head queue;
 	u32 nqueued;
+	u32 nbusy;
+	u32 nheld;
 	struct flax_worker *workers[FLAX_MAX_WORKERS];
 	u32 nworkers;
 	bool dead;
@@ -127,15 +272,26 @@ struct flax_model {
 	wait_queue_head_t slot_wait;
 	wait_queue_head_t job_wait;
 
-	atomic64_t requests;
-	atomic64_t completed;
-	atomic64_t errors;
-	atomic64_t timeouts;
+	struct flax_stats stats;
 };
 
 static inline bool flax_model_has_post(const struct flax_model *model)
 {
 	return model->desc.post_ops[0] != FLAX_POST_END;
+}
+
+/* struct flax_stats.batch_hist bucket of a batch of @n jobs. */
+static inline unsigned int flax_batch_bucket(u32 n)
+{
+	unsigned int b = n <= 1 ? 0 : fls(n - 1);
+
+	return min_t(unsigned int, b, FLAX_HIST_BATCH - 1);
+}
+
+/* struct flax_stats.latency_hist bucket of a latency of @us. */
+static inline unsigned int flax_latency_bucket(u64 us)
+{
+	return min_t(unsigned int, fls64(us), FLAX_HIST_LATENCY - 1);
 }
 
 static inline void *flax_in_slot(const struct flax_model *model, u32 index)
@@ -160,9 +316,30 @@ static inline struct flax_ring *flax_ring(const struct flax_model *model,
 struct flax_model *flax_model_get(u32 id);
 unsigned int flax_models_count(void);
 
-int flax_ioctl_model_create(void __user *argp, unsigned int usize);
-int flax_ioctl_model_get(void __user *argp, unsigned int usize);
-int flax_ioctl_model_destroy(void __user *argp, unsigned int usize);
+u32 flax_dtype_size(u32 dtype);
+
+struct file;
+int flax_ioctl_model_create(struct file *file, void __user *argp,
+			    unsigned int usize);
+int flax_ioctl_model_get(struct file *file, void __user *argp,
+			 unsigned int usize);
+int flax_ioctl_model_destroy(struct file *file, void __user *argp,
+			     unsigned int usize);
+
+int flax_ioctl_labels_set(struct file *file, void __user *argp,
+			  unsigned int usize);
+int flax_ioctl_labels_get(struct file *file, void __user *argp,
+			  unsigned int usize);
+
+struct flax_cfg *flax_cfg_dup(struct flax_model *model);
+int flax_cfg_commit(struct flax_model *model, struct flax_cfg *cfg);
+int flax_labels_set(struct flax_model *model, const char *text, size_t size,
+		    u32 *count);
+void flax_stats_reset(struct flax_model *model);
+struct flax_labelset *flax_labels_get(struct flax_model *model);
+void flax_labels_put(struct flax_labelset *labels);
+
+extern const struct attribute_group *flax_model_groups[];
 
 int flax_models_init(struct kobject *parent);
 void flax_models_exit(void);

@@ -25,12 +25,16 @@
  * module knows), ENOTTY (unknown request).  Besides:
  *  - MODEL_CREATE: EEXIST (name taken), ENOSPC (max_models reached),
  *    ENOMEM (region too large);
- *  - MODEL_GET, MODEL_DESTROY, INFER, WORKER_ATTACH: ENOENT (no such model);
+ *  - MODEL_GET, MODEL_DESTROY, LABELS_SET, LABELS_GET, INFER,
+ *    WORKER_ATTACH: ENOENT (no such model);
+ *  - LABELS_SET: E2BIG (too many labels or bytes); LABELS_GET: ENOSPC
+ *    (buffer too small);
  *  - WORKER_ATTACH: EINVAL (fd already a worker), EBUSY (FLAX_MAX_WORKERS
  *    attached);
  *  - FETCH, COMPLETE, mmap: ENXIO (fd is not a worker), ENODEV (model
  *    destroyed); COMPLETE and FETCH: EINVAL (bad completion);
- *  - INFER: ENOSPC (output buffer too small), ETIMEDOUT, EINTR (signal;
+ *  - INFER: ENOSPC (output buffer too small; with FLAX_INFER_TEXT the
+ *    job ran, and its result is lost), ETIMEDOUT, EINTR (signal;
  *    not restarted), ENODEV (model destroyed meanwhile), EIO (the job's
  *    workers died too often), or the worker's own status.
  *
@@ -39,6 +43,7 @@
 #ifndef _UAPI_LINUX_FLAXDEV_H
 #define _UAPI_LINUX_FLAXDEV_H
 
+#include <linux/const.h>
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
@@ -70,10 +75,21 @@
 /*
  * Postprocessing steps (struct flax_model_desc.post_ops[]), applied in
  * order to the worker's float32 output; FLAX_POST_END ends the chain and
- * every entry after it must be FLAX_POST_END too.  ABI version 1 accepts
- * the chains [], [SOFTMAX], [TOPK] and [SOFTMAX, TOPK].  A chain ending in
- * FLAX_POST_TOPK yields a struct flax_topk_result, any other chain a
- * vector of float32 with the output tensor's element count.
+ * every entry after it must be FLAX_POST_END too.  Accepted chains, as
+ * regular expressions over the steps:
+ *
+ *	(SOFTMAX | LOG_SOFTMAX)? (TOPK | ARGMAX)?
+ *	SIGMOID THRESHOLD?
+ *	MEAN_POOL? L2_NORMALIZE?
+ *
+ * SOFTMAX, LOG_SOFTMAX, SIGMOID and L2_NORMALIZE work on the whole output
+ * tensor as one vector; MEAN_POOL needs an output of shape (T, D) and
+ * averages the T rows whose attention mask is non-zero (the mask of a
+ * FLAX_PRE_TOKENIZE input; every row for other models), giving D values.
+ * A chain ending in TOPK, ARGMAX (k = 1) or THRESHOLD (every score >=
+ * struct flax_model_desc.threshold, by ascending index, at most the
+ * output's element count) yields a struct flax_topk_result; any other
+ * chain a vector of float32.
  */
 #define FLAX_POST_END 0
 #define FLAX_POST_SOFTMAX 1
@@ -84,6 +100,14 @@
 #define FLAX_POST_THRESHOLD 6
 #define FLAX_POST_MEAN_POOL 7
 #define FLAX_POST_L2_NORMALIZE 8
+
+/* struct flax_model_desc.flags. */
+#define FLAX_MODEL_NORM_CHANNEL_FIRST _BITUL(0) /* per channel: dims[0] */
+#define FLAX_MODEL_NORM_CLAMP _BITUL(1) /* clamp to [clamp_lo, clamp_hi] */
+
+#define FLAX_LABELS_MAX 65536 /* labels of one model */
+#define FLAX_LABEL_MAX 127 /* bytes of one label, newline excluded */
+#define FLAX_LABELS_BYTES_MAX 4194304 /* bytes of a labels upload: 4 MiB */
 
 /**
  * struct flax_info - device information (FLAX_IOC_INFO).
@@ -127,7 +151,7 @@ struct flax_tensor_spec {
 /**
  * struct flax_model_desc - a model (FLAX_IOC_MODEL_CREATE, FLAX_IOC_MODEL_GET).
  * @id: out: the model's id, used by every other ioctl.
- * @flags: must be 0.
+ * @flags: FLAX_MODEL_* flags.
  * @name: NUL-terminated name, 1 to FLAX_NAME_MAX - 1 characters from
  *	[A-Za-z0-9_.-]; bytes after the NUL must be 0.  In for both ioctls.
  * @input: what a client sends.  With FLAX_PRE_NORMALIZE the worker sees
@@ -136,7 +160,9 @@ struct flax_tensor_spec {
  * @pre_op: FLAX_PRE_*.
  * @norm_count: FLAX_PRE_NORMALIZE: number of mean/std pairs: 1 (one for
  *	all elements), the size of the last input dimension (per channel,
- *	channel-last), or the input element count (per feature).
+ *	channel-last), the size of the first with
+ *	FLAX_MODEL_NORM_CHANNEL_FIRST, or the input element count (per
+ *	feature).
  * @norm_scale: FLAX_PRE_NORMALIZE: binary32 factor applied first.
  * @__pad0: must be 0.
  * @norm_mean: create: user pointer to @norm_count binary32 means; get: if
@@ -148,8 +174,23 @@ struct flax_tensor_spec {
  *	0 when the chain has no FLAX_POST_TOPK.
  * @nslots: number of job slots (0: module default).
  * @timeout_ms: default and longest request timeout (0: module default).
- * @result_size: out: bytes of one formatted result (FLAX_IOC_INFER).
+ * @result_size: out: bytes of one binary result (FLAX_IOC_INFER).
+ * @threshold: binary32 threshold of FLAX_POST_THRESHOLD, else 0.
+ * @max_batch: most jobs one FLAX_IOC_FETCH takes (0: nslots).
+ * @max_queue_delay_us: how long FLAX_IOC_FETCH waits for @max_batch jobs
+ *	once the oldest is queued, at most 10 s (0: no wait).
+ * @max_queue: most requests queued or running at once, at most @nslots
+ *	(0: nslots); beyond it a client waits for room.
+ * @clamp_lo: binary32 lower bound of FLAX_MODEL_NORM_CLAMP, else 0.
+ * @clamp_hi: binary32 upper bound of FLAX_MODEL_NORM_CLAMP, else 0.
+ * @text_size: out: most bytes of one text result (FLAX_INFER_TEXT).
  * @reserved: must be 0.
+ *
+ * Fields from @threshold on came with FLAX_MODEL_DESC_SIZE_VER1; a caller
+ * with the FLAX_MODEL_DESC_SIZE_VER0 struct gets the defaults.  @topk,
+ * @threshold, @timeout_ms, @max_batch, @max_queue_delay_us, @max_queue
+ * and the normalisation means and standard deviations may change while
+ * the model lives (through sysfs): MODEL_GET returns the current values.
  */
 struct flax_model_desc {
 	__u32 id;
@@ -168,10 +209,18 @@ struct flax_model_desc {
 	__u32 nslots;
 	__u32 timeout_ms;
 	__u32 result_size;
-	__u32 reserved[4];
+	__u32 threshold;
+	__u32 max_batch;
+	__u32 max_queue_delay_us;
+	__u32 max_queue;
+	__u32 clamp_lo;
+	__u32 clamp_hi;
+	__u32 text_size;
+	__u32 reserved[5];
 };
 
-#define FLAX_MODEL_DESC_SIZE_VER0 176
+#define FLAX_MODEL_DESC_SIZE_VER0 176 /* up to @reserved[] of version 1 */
+#define FLAX_MODEL_DESC_SIZE_VER1 208 /* @threshold to @reserved[] */
 
 /**
  * struct flax_model_ref - names a model by id (FLAX_IOC_MODEL_DESTROY).
@@ -184,6 +233,36 @@ struct flax_model_ref {
 };
 
 #define FLAX_MODEL_REF_SIZE_VER0 8
+
+/**
+ * struct flax_labels - a model's class names (FLAX_IOC_LABELS_SET/GET).
+ * @model_id: the model.
+ * @flags: must be 0.
+ * @data: user pointer to the labels: UTF-8, one per line, each line ended
+ *	by a newline (the last one's may be left out); label i names output
+ *	element i.
+ * @size: SET: bytes at @data, at most FLAX_LABELS_BYTES_MAX; 0 removes
+ *	the labels.  GET: in: bytes available at @data; out: bytes of the
+ *	labels (every line newline-ended), also when the call fails with
+ *	-ENOSPC.
+ * @count: out: number of labels.
+ * @reserved: must be 0.
+ *
+ * SET checks every line: at most FLAX_LABEL_MAX bytes, not empty, no
+ * control character (-EINVAL, and the kernel log names the line), at
+ * most min(FLAX_LABELS_MAX, output elements) labels (-E2BIG).  Labels
+ * name the entries of top-k, argmax and threshold results in text form.
+ */
+struct flax_labels {
+	__u32 model_id;
+	__u32 flags;
+	__u64 data;
+	__u32 size;
+	__u32 count;
+	__u32 reserved[2];
+};
+
+#define FLAX_LABELS_SIZE_VER0 32
 
 /**
  * struct flax_region_layout - where things are in a model's slot region.
@@ -315,8 +394,10 @@ struct flax_complete {
  * struct flax_fetch - complete a batch and fetch the next (FLAX_IOC_FETCH).
  * @completions: user pointer to @ncomplete struct flax_completion.
  * @ncomplete: completions to apply first (0: none).
- * @max_jobs: most jobs to take, 1 to the region's nslots.
- * @max_wait_us: batching delay, at most 10 s.
+ * @max_jobs: most jobs to take, 1 to the region's nslots; the model's
+ *	max_batch applies when smaller.
+ * @max_wait_us: the longest batching delay this worker accepts, at most
+ *	10 s; the model's max_queue_delay_us applies when smaller.
  * @timeout_ms: wait for a first job (0: forever).  On expiry the call
  *	succeeds with @count 0.  A signal while waiting gives -EINTR if no
  *	completion was applied, else success with @count 0 (so that a
@@ -350,12 +431,13 @@ struct flax_fetch {
  * struct flax_infer - run a model on one input, synchronously (FLAX_IOC_INFER).
  *
  * @model_id: the model.
- * @flags: must be 0.
+ * @flags: FLAX_INFER_* flags.
  * @input: user pointer to the input, in the model's input dtype.
  * @output: user pointer to the result buffer.
  * @input_size: bytes at @input; must equal the model's input size.
  * @output_size: in: bytes available at @output; out: bytes written, or
- *	the bytes needed when the call fails with -ENOSPC.
+ *	the bytes needed when the call fails with -ENOSPC (the binary
+ *	result's size, or with FLAX_INFER_TEXT the text's length).
  * @timeout_ms: 0 for the model's timeout; a shorter one is honoured, a
  *	longer one is capped to the model's.
  * @reserved: must be 0.
@@ -372,6 +454,17 @@ struct flax_infer {
 };
 
 #define FLAX_INFER_SIZE_VER0 40
+
+/*
+ * struct flax_infer.flags: FLAX_INFER_TEXT asks for the result as text,
+ * for people and shells (not NUL-terminated; at most the model's
+ * text_size bytes).  Numbers are printed as C's "%.6g" prints them.
+ *  - top-k, argmax and threshold results: one line per entry,
+ *    "<label>\t<score>\n", the label being the class index in decimal
+ *    when the model has no labels;
+ *  - vectors: the values separated by single spaces, then "\n".
+ */
+#define FLAX_INFER_TEXT _BITUL(0)
 
 /**
  * struct flax_topk_entry - one class of a top-k result.
@@ -403,6 +496,8 @@ struct flax_topk_result {
 #define FLAX_IOC_MODEL_CREATE	_IOWR(FLAX_IOC_MAGIC, 0x01, struct flax_model_desc)
 #define FLAX_IOC_MODEL_GET	_IOWR(FLAX_IOC_MAGIC, 0x02, struct flax_model_desc)
 #define FLAX_IOC_MODEL_DESTROY	_IOW(FLAX_IOC_MAGIC, 0x03, struct flax_model_ref)
+#define FLAX_IOC_LABELS_SET	_IOWR(FLAX_IOC_MAGIC, 0x04, struct flax_labels)
+#define FLAX_IOC_LABELS_GET	_IOWR(FLAX_IOC_MAGIC, 0x05, struct flax_labels)
 #define FLAX_IOC_WORKER_ATTACH	_IOWR(FLAX_IOC_MAGIC, 0x10, struct flax_worker_attach)
 #define FLAX_IOC_FETCH		_IOWR(FLAX_IOC_MAGIC, 0x11, struct flax_fetch)
 #define FLAX_IOC_COMPLETE	_IOWR(FLAX_IOC_MAGIC, 0x12, struct flax_complete)
