@@ -424,8 +424,9 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	u32 i;
 	int ret;
 
+	/* @id, @result_size and @text_size are out fields: ignored. */
 	if (memchr_inv(desc->reserved, 0, sizeof(desc->reserved)) ||
-	    desc->__pad0 || desc->result_size || desc->text_size)
+	    desc->__pad0)
 		return ERR_PTR(-EINVAL);
 	if (flax_check_name(desc->name))
 		return ERR_PTR(-EINVAL);

@@ -557,8 +557,23 @@ static void test_create(void)
 
 	/* Validation, one field at a time. */
 	desc_digits(&d, "bad");
-	d.flags = 1;
-	create_bad(fd, &d, EINVAL, "flags");
+	d.flags = 1u << 31;
+	create_bad(fd, &d, EINVAL, "undefined flag");
+	desc_digits(&d, "bad");
+	d.flags = FLAX_MODEL_NORM_CLAMP;
+	d.clamp_lo = 0x3f800000; /* 1.0 > 0.5: an empty range */
+	d.clamp_hi = 0x3f000000;
+	create_bad(fd, &d, EINVAL, "clamp range empty");
+	desc_digits(&d, "bad");
+	d.flags = FLAX_MODEL_NORM_CLAMP;
+	d.clamp_lo = 0x7fc00000; /* NaN */
+	create_bad(fd, &d, EINVAL, "clamp bound NaN");
+	desc_digits(&d, "bad");
+	d.clamp_hi = 0x3f800000;
+	create_bad(fd, &d, EINVAL, "clamp bound without the flag");
+	desc_digits(&d, "bad");
+	d.reserved[4] = 1;
+	create_bad(fd, &d, EINVAL, "reserved[4]");
 	desc_digits(&d, "bad");
 	d.reserved[3] = 1;
 	create_bad(fd, &d, EINVAL, "reserved");
@@ -582,7 +597,7 @@ static void test_create(void)
 	memset(d.name, 'a', FLAX_NAME_MAX);
 	create_bad(fd, &d, EINVAL, "unterminated name");
 	desc_digits(&d, "bad");
-	d.input.dtype = 3;
+	d.input.dtype = 99;
 	create_bad(fd, &d, EINVAL, "input dtype");
 	desc_digits(&d, "bad");
 	d.output.dtype = FLAX_DTYPE_UINT8;
@@ -1090,7 +1105,7 @@ static void test_errors(void)
 	req.reserved = 1;
 	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL, "infer: reserved");
 	req.reserved = 0;
-	req.flags = 1;
+	req.flags = 1u << 31;
 	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL, "infer: flags");
 	req.flags = 0;
 	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, (void *)8), EFAULT,
@@ -1572,6 +1587,209 @@ static void test_modload(const char *ko)
 	CHECK(load(ko, "") == 0, "insmod: loaded again");
 }
 
+
+/* Labels and text results (FLAX_IOC_LABELS_SET/GET, FLAX_INFER_TEXT). */
+
+static const char dig_labels[] =
+	"zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine";
+
+static int labels_set(int fd, uint32_t id, const char *text, size_t size,
+		      uint32_t *count)
+{
+	struct flax_labels l = { .model_id = id, .data = (uintptr_t)text,
+				 .size = size };
+	int ret = ioctl(fd, FLAX_IOC_LABELS_SET, &l) ? -errno : 0;
+
+	if (count)
+		*count = l.count;
+	return ret;
+}
+
+static int labels_get(int fd, uint32_t id, char *buf, uint32_t *size,
+		      uint32_t *count)
+{
+	struct flax_labels l = { .model_id = id, .data = (uintptr_t)buf,
+				 .size = *size };
+	int ret = ioctl(fd, FLAX_IOC_LABELS_GET, &l) ? -errno : 0;
+
+	*size = l.size;
+	*count = l.count;
+	return ret;
+}
+
+static int infer_text(int fd, uint32_t id, const void *in, uint32_t in_size,
+		      char *out, uint32_t *out_size)
+{
+	struct flax_infer req = {
+		.model_id = id, .flags = FLAX_INFER_TEXT,
+		.input = (uintptr_t)in, .input_size = in_size,
+		.output = (uintptr_t)out, .output_size = *out_size,
+	};
+	int ret = ioctl(fd, FLAX_IOC_INFER, &req) ? -errno : 0;
+
+	*out_size = req.output_size;
+	return ret;
+}
+
+/* The text of a binary top-k result, as glibc's printf formats it. */
+static void topk_text(const struct flax_topk_result *r, const char *labels,
+		      char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (uint32_t i = 0; i < r->count; i++) {
+		const char *l = labels;
+		uint32_t idx = r->entries[i].index;
+		char name[32];
+
+		/* The idx-th line of labels, or the index. */
+		for (uint32_t j = 0; l && j < idx; j++) {
+			l = strchr(l, '\n');
+			l = l ? l + 1 : NULL;
+		}
+		if (l && *l)
+			snprintf(name, sizeof(name), "%.*s",
+				 (int)strcspn(l, "\n"), l);
+		else
+			snprintf(name, sizeof(name), "%u", idx);
+		len += snprintf(buf + len, size - len, "%s\t%.6g\n", name,
+				(double)u2f(r->entries[i].score));
+	}
+}
+
+static void test_text(void)
+{
+	int fd = dev_open(), id, bad = 0, ret;
+	struct flax_model_desc d;
+	unsigned int seed = 7;
+	struct worker w;
+	char buf[4096], want[1024], big[200];
+	uint32_t size, count = 0;
+	struct {
+		struct flax_topk_result r;
+		struct flax_topk_entry e[5];
+	} res;
+
+	dig_init();
+	desc_digits(&d, "text");
+	d.topk = 5;
+	id = model_create(fd, &d);
+	CHECK(id > 0 && d.text_size == 5 * (FLAX_LABEL_MAX + 1 + 13 + 1),
+	      "text: create, text_size %u", d.text_size);
+	CHECK(worker_start(&w, id, W_DIGITS, 4, 100) == 0, "text: worker up");
+
+	ret = labels_set(fd, id, dig_labels, strlen(dig_labels), &count);
+	CHECK(!ret && count == 10, "text: LABELS_SET 10 labels (%d, %u)", ret,
+	      count);
+	size = sizeof(buf);
+	ret = labels_get(fd, id, buf, &size, &count);
+	CHECK(!ret && count == 10 && size == strlen(dig_labels) + 1 &&
+	      !memcmp(buf, dig_labels, size - 1) && buf[size - 1] == '\n',
+	      "text: LABELS_GET returns them, newline-ended (%d, %u bytes)",
+	      ret, size);
+	size = 5;
+	CHECK(labels_get(fd, id, buf, &size, &count) == -ENOSPC &&
+	      size == strlen(dig_labels) + 1,
+	      "text: LABELS_GET short buffer: ENOSPC with the size (%u)", size);
+	CHECK(sysfs_read("text", "labels", buf, sizeof(buf)) == 0 &&
+	      !strncmp(buf, dig_labels, strlen(dig_labels)),
+	      "text: sysfs labels reads them");
+
+	for (int i = 0; i < 40; i++) {
+		uint8_t img[DIG_IN];
+		uint32_t rsize = sizeof(res);
+
+		for (int j = 0; j < DIG_IN; j++)
+			img[j] = rand_r(&seed) % 17;
+		ret = infer(fd, id, img, sizeof(img), &res, &rsize, 0);
+		size = sizeof(buf) - 1;
+		ret = ret ?: infer_text(fd, id, img, sizeof(img), buf, &size);
+		if (ret || res.r.count != 5) {
+			if (bad++ < 3)
+				printf("# input %d: ret %d count %u\n", i, ret,
+				       res.r.count);
+			continue;
+		}
+		buf[size] = 0;
+		topk_text(&res.r, dig_labels, want, sizeof(want));
+		if (strcmp(buf, want) && bad++ < 3)
+			printf("# input %d: text\n%s# want\n%s", i, buf, want);
+	}
+	CHECK(!bad, "text: 40 top-5 text results equal printf of the binary ones with labels (%d bad)",
+	      bad);
+
+	/* Too small a text buffer: ENOSPC and the length needed. */
+	{
+		uint8_t img[DIG_IN] = { 3 };
+
+		size = 4;
+		ret = infer_text(fd, id, img, sizeof(img), buf, &size);
+		CHECK(ret == -ENOSPC && size > 4 && size < 200,
+		      "text: short text buffer: ENOSPC with the length (%u)",
+		      size);
+	}
+
+	/* Each defect is refused and leaves the labels as they were. */
+	CHECK(labels_set(fd, id, "a\n\nb", 4, NULL) == -EINVAL,
+	      "text: empty label EINVAL");
+	CHECK(labels_set(fd, id, "a\tb\nc", 5, NULL) == -EINVAL,
+	      "text: control character EINVAL");
+	memset(big, 'x', sizeof(big));
+	CHECK(labels_set(fd, id, big, FLAX_LABEL_MAX + 1, NULL) == -EINVAL,
+	      "text: label of 128 bytes EINVAL");
+	CHECK(labels_set(fd, id, big, FLAX_LABEL_MAX, &count) == 0 && count == 1,
+	      "text: label of 127 bytes accepted");
+	{
+		static const char eleven[] = "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10";
+
+		CHECK(labels_set(fd, id, eleven, strlen(eleven), NULL) == -E2BIG,
+		      "text: 11 labels for 10 classes E2BIG");
+	}
+	CHECK(labels_set(fd, id, "a\0b", 3, NULL) == -EINVAL,
+	      "text: NUL byte EINVAL");
+	CHECK(labels_set(fd, id, big, FLAX_LABELS_BYTES_MAX + 1, NULL) == -E2BIG,
+	      "text: over FLAX_LABELS_BYTES_MAX E2BIG");
+	CHECK(labels_set(fd, id, (const char *)8, 10, NULL) == -EFAULT,
+	      "text: bad pointer EFAULT");
+	CHECK(labels_set(fd, 0x7fffffff, dig_labels, 4, NULL) == -ENOENT,
+	      "text: unknown model ENOENT");
+	{
+		struct flax_labels l = { .model_id = id, .flags = 1 };
+
+		CHECK_ERR(ioctl(fd, FLAX_IOC_LABELS_SET, &l), EINVAL,
+			  "text: LABELS_SET flags");
+		l.flags = 0;
+		l.reserved[1] = 1;
+		CHECK_ERR(ioctl(fd, FLAX_IOC_LABELS_GET, &l), EINVAL,
+			  "text: LABELS_GET reserved");
+	}
+	size = sizeof(buf);
+	CHECK(labels_get(fd, id, buf, &size, &count) == 0 && count == 1 &&
+	      size == FLAX_LABEL_MAX + 1,
+	      "text: labels unchanged by the refused sets");
+
+	/* No labels: indices. */
+	CHECK(labels_set(fd, id, NULL, 0, &count) == 0 && count == 0,
+	      "text: size 0 removes the labels");
+	{
+		uint8_t img[DIG_IN] = { 0 };
+		uint32_t rsize = sizeof(res);
+
+		ret = infer(fd, id, img, sizeof(img), &res, &rsize, 0);
+		size = sizeof(buf) - 1;
+		ret = ret ?: infer_text(fd, id, img, sizeof(img), buf, &size);
+		buf[ret ? 0 : size] = 0;
+		topk_text(&res.r, NULL, want, sizeof(want));
+		CHECK(!ret && !strcmp(buf, want),
+		      "text: without labels, indices (%d)", ret);
+	}
+
+	worker_stop(&w);
+	CHECK(model_destroy(fd, id) == 0, "text: destroy");
+	close(fd);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1580,6 +1798,7 @@ static const struct {
 	{ "create", test_create },
 	{ "digits", test_digits },
 	{ "raw", test_raw },
+	{ "text", test_text },
 	{ "concurrent", test_concurrent },
 	{ "errors", test_errors },
 	{ "kill", test_kill },
