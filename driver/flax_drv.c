@@ -145,6 +145,7 @@ static const struct flax_ioctl_desc flax_ioctls[] = {
 	  flax_ioctl_model_destroy },
 	{ FLAX_IOC_LABELS_SET, FLAX_LABELS_SIZE_VER0, flax_ioctl_labels_set },
 	{ FLAX_IOC_LABELS_GET, FLAX_LABELS_SIZE_VER0, flax_ioctl_labels_get },
+	{ FLAX_IOC_VOCAB_SET, FLAX_VOCAB_SET_SIZE_VER0, flax_ioctl_vocab_set },
 	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0,
 	  flax_ioctl_worker_attach },
 	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, flax_ioctl_fetch },
@@ -253,6 +254,7 @@ static int __init flax_init(void)
 	BUILD_BUG_ON(sizeof(struct flax_model_desc) !=
 		     FLAX_MODEL_DESC_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct flax_labels) != FLAX_LABELS_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_vocab_set) != FLAX_VOCAB_SET_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
 		     FLAX_WORKER_ATTACH_SIZE_VER0);

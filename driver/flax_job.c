@@ -43,6 +43,7 @@
 #include "flax_model.h"
 #include "flax_ops.h"
 #include "flax_post.h"
+#include "flax_tok.h"
 #include "flaxdev_kapi.h"
 
 /**
@@ -68,6 +69,7 @@ struct flax_worker {
  * @kin: kernel input (flax_model_infer(), the shell path), or NULL.
  * @uout: user result buffer, with @uin.
  * @kout: kernel result buffer (flax_model_infer()), or NULL.
+ * @in_len: bytes of input (checked against the model's).
  * @ktext: with @text and @kin: the text result is allocated and left
  *	here rather than copied (the shell path).
  * @out_cap: bytes available at @uout or @kout.
@@ -81,6 +83,7 @@ struct flax_infer_io {
 	const void *kin;
 	void __user *uout;
 	void *kout;
+	size_t in_len;
 	char **ktext;
 	size_t out_cap;
 	size_t out_len;
@@ -298,12 +301,39 @@ static int flax_io_out(const struct flax_infer_io *io, const void *src,
 	return copy_to_user(io->uout, src, size) ? -EFAULT : 0;
 }
 
+/*
+ * FLAX_PRE_TOKENIZE: the client's text to ids and mask, straight into the
+ * input slot.  The vocabulary was checked by flax_infer().
+ */
+static int flax_tokenize_in(struct flax_model *model, void *buf,
+			    const struct flax_infer_io *io)
+{
+	const struct flax_vocab *vocab = smp_load_acquire(&model->vocab);
+	u32 len = model->desc.input.dims[1];
+	const char *text = io->kin;
+	u32 ntokens;
+	int ret;
+
+	if (!text) {
+		text = vmemdup_user(io->uin, io->in_len);
+		if (IS_ERR(text))
+			return PTR_ERR(text);
+	}
+	ret = flax_tokenize(vocab, text, io->in_len, len, buf,
+			    buf + (size_t)len * sizeof(s32), &ntokens);
+	if (text != io->kin)
+		kvfree(text);
+	return ret;
+}
+
 /* Copies the input in and preprocesses it; no FPU during the user copy. */
 static int flax_slot_fill(struct flax_model *model, struct flax_slot *slot,
 			  const struct flax_infer_io *io)
 {
 	void *buf = flax_in_slot(model, slot->index);
 
+	if (flax_model_tokenizes(model))
+		return flax_tokenize_in(model, buf, io);
 	if (io->kin)
 		memcpy(buf, io->kin, model->in_user_bytes);
 	else if (copy_from_user(buf, io->uin, model->in_user_bytes))
@@ -416,10 +446,11 @@ out:
 /*
  * Copies the output slot of a DONE slot out, frees the slot and returns
  * the result: straight from the slot when there is nothing to do, else
- * postprocessed in @buf, in binary or text form.
+ * postprocessed in @buf, in binary or text form.  @mask, if not NULL,
+ * receives the tokenised input's attention mask for MEAN_POOL.
  */
 static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
-			    void *buf, struct flax_infer_io *io,
+			    void *buf, s32 *mask, struct flax_infer_io *io,
 			    const struct flax_req_cfg *rc)
 {
 	const void *out = flax_out_slot(model, slot->index);
@@ -441,10 +472,15 @@ static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
 	}
 
 	memcpy(buf, out, out_bytes);
+	if (mask)
+		memcpy(mask,
+		       flax_in_slot(model, slot->index) +
+			       (size_t)model->post.rows * sizeof(s32),
+		       (size_t)model->post.rows * sizeof(s32));
 	flax_slot_put(model, slot);
 
 	if (flax_model_has_post(model))
-		flax_post_run(model, rc->topk, rc->threshold, buf, NULL, &res);
+		flax_post_run(model, rc->topk, rc->threshold, buf, mask, &res);
 	if (io->text)
 		return flax_result_text(model, io, &res);
 	io->out_len = res.size;
@@ -495,6 +531,7 @@ static void flax_infer_account(struct flax_model *model, int ret, ktime_t start)
 static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 {
 	struct flax_stats *st = &model->stats;
+	size_t scratch = 0, mask_bytes = 0;
 	struct flax_req_cfg rc;
 	struct flax_slot *slot;
 	unsigned long deadline;
@@ -507,13 +544,17 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 		io->out_len = rc.result_size;
 		return -ENOSPC;
 	}
+	if (flax_model_tokenizes(model) && !smp_load_acquire(&model->vocab))
+		return -ENODATA;
 	start = ktime_get();
 	deadline = jiffies + msecs_to_jiffies(rc.timeout_ms);
 	atomic64_inc(&st->requests);
 
 	if (flax_model_has_post(model) || io->text) {
-		buf = kvmalloc(flax_post_scratch_size(model, rc.topk),
-			       GFP_KERNEL);
+		scratch = ALIGN(flax_post_scratch_size(model, rc.topk), 8);
+		if (flax_model_tokenizes(model) && model->post.rows)
+			mask_bytes = (size_t)model->post.rows * sizeof(s32);
+		buf = kvmalloc(scratch + mask_bytes, GFP_KERNEL);
 		ret = -ENOMEM;
 		if (!buf)
 			goto out;
@@ -541,12 +582,21 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 		goto out;
 
 	t = ktime_get();
-	ret = flax_slot_result(model, slot, buf, io, &rc);
+	ret = flax_slot_result(model, slot, buf,
+			       mask_bytes ? buf + scratch : NULL, io, &rc);
 	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)), &st->post_ns);
 out:
 	kvfree(buf);
 	flax_infer_account(model, ret, start);
 	return ret;
+}
+
+/* A client's input: the model's input size, or up to text_max bytes of text. */
+static bool flax_input_size_ok(const struct flax_model *model, size_t size)
+{
+	if (flax_model_tokenizes(model))
+		return size <= model->in_user_bytes;
+	return size == model->in_user_bytes;
 }
 
 /**
@@ -580,10 +630,11 @@ int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 		return -ENOENT;
 
 	ret = -EINVAL;
-	if (req.input_size != model->in_user_bytes)
+	if (!flax_input_size_ok(model, req.input_size))
 		goto out_put;
 
 	io.uin = u64_to_user_ptr(req.input);
+	io.in_len = req.input_size;
 	io.uout = u64_to_user_ptr(req.output);
 	io.out_cap = req.output_size;
 	io.text = req.flags & FLAX_INFER_TEXT;
@@ -603,7 +654,9 @@ out_put:
 /**
  * flax_model_infer_text() - run a model on a kernel input, text result.
  * @model: the model.
- * @input: the input, flax_model_input_size() bytes.
+ * @input: the input.
+ * @in_len: its size: flax_model_input_size() bytes, or up to that many
+ *	bytes of text for a tokenising model.
  * @text: out: the text result, kvmalloc()ed, to be kvfree()d.
  * @len: out: its length.
  *
@@ -612,16 +665,19 @@ out_put:
  * Return: 0 or a negative errno as flax_ioctl_infer() returns.
  */
 int flax_model_infer_text(struct flax_model *model, const void *input,
-			  char **text, size_t *len)
+			  size_t in_len, char **text, size_t *len)
 {
 	struct flax_infer_io io = {
 		.kin = input,
+		.in_len = in_len,
 		.text = true,
 		.ktext = text,
 	};
 	int ret;
 
 	*text = NULL;
+	if (!flax_input_size_ok(model, in_len))
+		return -EINVAL;
 	ret = flax_infer(model, &io);
 	*len = io.out_len;
 	return ret;
@@ -642,8 +698,9 @@ int flax_model_infer(struct flax_model *model, const void *input,
 
 	might_sleep();
 	if (IS_ERR_OR_NULL(model) || !input || !result ||
-	    input_size != model->in_user_bytes)
+	    !flax_input_size_ok(model, input_size))
 		return -EINVAL;
+	io.in_len = input_size;
 
 	ret = flax_infer(model, &io);
 	return ret ?: io.out_len;

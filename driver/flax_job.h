@@ -17,7 +17,7 @@ void flax_model_kill(struct flax_model *model);
 
 int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize);
 int flax_model_infer_text(struct flax_model *model, const void *input,
-			  char **text, size_t *len);
+			  size_t in_len, char **text, size_t *len);
 int flax_ioctl_worker_attach(struct file *file, void __user *argp,
 			     unsigned int usize);
 int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize);

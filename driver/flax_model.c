@@ -28,6 +28,7 @@
 #include "flax_job.h"
 #include "flax_model.h"
 #include "flax_post.h"
+#include "flax_tok.h"
 
 /*
  * flax_registry_lock serialises MODEL_CREATE, MODEL_DESTROY and the name
@@ -150,6 +151,19 @@ static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 
 	u32 channels;
 
+	if (desc->pre_op == FLAX_PRE_TOKENIZE) {
+		bool norm = desc->norm_count || desc->norm_scale ||
+			    desc->norm_mean || desc->norm_std ||
+			    desc->clamp_lo || desc->clamp_hi || desc->flags;
+
+		/* The worker sees int32 [2, L]: ids, then the mask. */
+		if (norm || in->dtype != FLAX_DTYPE_INT32 || in->ndim != 2 ||
+		    in->dims[0] != 2 || in->dims[1] < FLAX_TOK_MIN_LEN)
+			return -EINVAL;
+		return desc->text_max > flax_max_slot_bytes ? -EINVAL : 0;
+	}
+	if (desc->text_max)
+		return -EINVAL;
 	if (desc->pre_op == FLAX_PRE_NONE) {
 		bool norm = desc->norm_count || desc->norm_scale ||
 			    desc->norm_mean || desc->norm_std ||
@@ -396,6 +410,7 @@ static void flax_model_release(struct kobject *kobj)
 	/* The last reference: no reader is left. */
 	kvfree(rcu_access_pointer(model->cfg));
 	flax_labels_put(rcu_access_pointer(model->labels));
+	flax_vocab_free(model->vocab);
 	for (i = 0; i < FLAX_SHELL_SESSIONS; i++)
 		kvfree(model->shell[i].text);
 	mutex_destroy(&model->cfg_lock);
@@ -438,6 +453,10 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	if (flax_check_norm(desc, in_elems) ||
 	    flax_post_plan(desc, &desc->output, out_elems, &plan))
 		return ERR_PTR(-EINVAL);
+	/* Pooling a tokenised input's outputs: one row per token. */
+	if (desc->pre_op == FLAX_PRE_TOKENIZE && plan.rows &&
+	    plan.rows != desc->input.dims[1])
+		return ERR_PTR(-EINVAL);
 	if (nslots > flax_max_slots)
 		return ERR_PTR(-EINVAL);
 
@@ -453,6 +472,8 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 		return ERR_PTR(-EINVAL);
 	if (in_bytes > flax_max_slot_bytes || out_bytes > flax_max_slot_bytes)
 		return ERR_PTR(-EINVAL);
+	if (desc->pre_op == FLAX_PRE_TOKENIZE)
+		in_user_bytes = desc->text_max ?: FLAX_TEXT_MAX_DEFAULT;
 
 	model = kzalloc(sizeof(*model), GFP_KERNEL);
 	if (!model)
@@ -473,6 +494,8 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	model->desc.norm_mean = 0;
 	model->desc.norm_std = 0;
 	model->desc.nslots = nslots;
+	if (desc->pre_op == FLAX_PRE_TOKENIZE)
+		model->desc.text_max = in_user_bytes;
 	model->in_elems = in_elems;
 	model->out_elems = out_elems;
 	model->in_user_bytes = in_user_bytes;
@@ -1082,6 +1105,77 @@ int flax_ioctl_labels_get(struct file *file, void __user *argp,
 		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req)) ?:
 			      ret;
 	flax_labels_put(labels);
+	flax_model_put(model);
+	return ret;
+}
+
+/**
+ * flax_ioctl_vocab_set() - FLAX_IOC_VOCAB_SET.
+ * @file: the caller's fd (unused).
+ * @argp: user struct flax_vocab_set.
+ * @usize: its size.
+ *
+ * Return: 0, -ENOENT for an unknown model, -EINVAL for a model that does
+ * not tokenise or a bad vocabulary (bad_line says where; logged),
+ * -E2BIG for too large a one, -EBUSY if the model has one, -EFAULT or
+ * -ENOMEM.
+ */
+int flax_ioctl_vocab_set(struct file *file, void __user *argp,
+			 unsigned int usize)
+{
+	struct flax_vocab_set req;
+	struct flax_vocab *vocab;
+	struct flax_model *model;
+	char *text;
+	int ret;
+
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	if (req.flags || req.reserved)
+		return -EINVAL;
+	if (req.size > FLAX_VOCAB_MAX_BYTES)
+		return -E2BIG;
+	model = flax_model_get(req.model_id);
+	if (!model)
+		return -ENOENT;
+	ret = -EINVAL;
+	if (!flax_model_tokenizes(model))
+		goto out_put;
+	ret = -EBUSY;
+	if (READ_ONCE(model->vocab))
+		goto out_put;
+
+	text = vmemdup_user(u64_to_user_ptr(req.data), req.size);
+	if (IS_ERR(text)) {
+		ret = PTR_ERR(text);
+		goto out_put;
+	}
+	ret = flax_vocab_parse(text, req.size, &vocab, &req.bad_line);
+	kvfree(text);
+	if (ret) {
+		pr_info("model %s: vocabulary rejected (%d) at line %u\n",
+			model->desc.name, ret, req.bad_line);
+		if (ret == -EINVAL || ret == -E2BIG)
+			flax_copy_struct_to_user(argp, usize, &req,
+						 sizeof(req));
+		goto out_put;
+	}
+	req.count = flax_vocab_size(vocab);
+
+	mutex_lock(&model->cfg_lock);
+	if (model->vocab) {
+		ret = -EBUSY;
+	} else {
+		/* Pairs with smp_load_acquire() in the job path. */
+		smp_store_release(&model->vocab, vocab);
+		vocab = NULL;
+	}
+	mutex_unlock(&model->cfg_lock);
+	flax_vocab_free(vocab);
+	if (!ret)
+		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+out_put:
 	flax_model_put(model);
 	return ret;
 }

@@ -212,7 +212,11 @@ struct flax_shell_result {
  *	the fields that may change live in @cfg.
  * @in_elems: input elements.
  * @out_elems: output elements.
- * @in_user_bytes: bytes of a client's input.
+ * @in_user_bytes: bytes of a client's input (FLAX_PRE_TOKENIZE: the
+ *	most bytes of text).
+ * @vocab: FLAX_PRE_TOKENIZE: the vocabulary, set once by
+ *	FLAX_IOC_VOCAB_SET (under @cfg_lock; read with smp_load_acquire()),
+ *	freed with the model.
  * @post: the postprocessing chain.
  * @cfg: the current settings (RCU).
  * @labels: the class names (RCU), or NULL.
@@ -247,6 +251,7 @@ struct flax_model {
 	u32 in_elems;
 	u32 out_elems;
 	u32 in_user_bytes;
+	struct flax_vocab *vocab;
 	struct flax_post_plan post;
 	struct flax_cfg __rcu *cfg;
 	struct flax_labelset __rcu *labels;
@@ -274,6 +279,11 @@ struct flax_model {
 
 	struct flax_stats stats;
 };
+
+static inline bool flax_model_tokenizes(const struct flax_model *model)
+{
+	return model->desc.pre_op == FLAX_PRE_TOKENIZE;
+}
 
 static inline bool flax_model_has_post(const struct flax_model *model)
 {
@@ -330,6 +340,8 @@ int flax_ioctl_labels_set(struct file *file, void __user *argp,
 			  unsigned int usize);
 int flax_ioctl_labels_get(struct file *file, void __user *argp,
 			  unsigned int usize);
+int flax_ioctl_vocab_set(struct file *file, void __user *argp,
+			 unsigned int usize);
 
 struct flax_cfg *flax_cfg_dup(struct flax_model *model);
 int flax_cfg_commit(struct flax_model *model, struct flax_cfg *cfg);

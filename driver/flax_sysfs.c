@@ -31,6 +31,7 @@
 #include "flax_model.h"
 #include "flax_post.h"
 #include "flax_text.h"
+#include "flax_tok.h"
 
 /* Digits that print any binary32 so that it reads back the same. */
 #define FLAX_EXACT_PREC 9
@@ -131,6 +132,21 @@ static ssize_t flax_post_ops_show(struct kobject *kobj,
 				     flax_post_names[ops[i]]);
 	len += sysfs_emit_at(buf, len, "%s\n", i ? "" : "none");
 	return len;
+}
+
+static ssize_t flax_text_max_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", flax_kobj_model(kobj)->desc.text_max);
+}
+
+static ssize_t flax_vocab_size_show(struct kobject *kobj,
+				    struct kobj_attribute *attr, char *buf)
+{
+	const struct flax_vocab *vocab =
+		smp_load_acquire(&flax_kobj_model(kobj)->vocab);
+
+	return sysfs_emit(buf, "%u\n", vocab ? flax_vocab_size(vocab) : 0);
 }
 
 static ssize_t flax_nslots_show(struct kobject *kobj,
@@ -506,6 +522,14 @@ static ssize_t flax_input_store(struct kobject *kobj,
 	void *in;
 	int ret;
 
+	if (flax_model_tokenizes(model)) {
+		/* The text, less the newline echo adds. */
+		len = count && buf[count - 1] == '\n' ? count - 1 : count;
+		ret = flax_model_infer_text(model, buf, len, &text, &len);
+		flax_shell_keep(model, sid, ret ? NULL : text, len);
+		return ret ?: count;
+	}
+
 	in = kvmalloc(model->in_user_bytes, GFP_KERNEL);
 	if (!in)
 		return -ENOMEM;
@@ -516,7 +540,8 @@ static ssize_t flax_input_store(struct kobject *kobj,
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = flax_model_infer_text(model, in, &text, &len);
+	ret = flax_model_infer_text(model, in, model->in_user_bytes, &text,
+				    &len);
 	/* A failed request leaves no stale result behind. */
 	flax_shell_keep(model, sid, ret ? NULL : text, len);
 out:
@@ -595,6 +620,8 @@ FLAX_RO(output_shape);
 FLAX_RO(pre_op);
 FLAX_RO(post_ops);
 FLAX_RO(nslots);
+FLAX_RO(text_max);
+FLAX_RO(vocab_size);
 FLAX_RO(queued);
 FLAX_RO(in_flight);
 FLAX_RO(workers);
@@ -608,6 +635,8 @@ static struct attribute *flax_model_attrs[] = {
 	&flax_attr_pre_op.attr,
 	&flax_attr_post_ops.attr,
 	&flax_attr_nslots.attr,
+	&flax_attr_text_max.attr,
+	&flax_attr_vocab_size.attr,
 	&flax_attr_result_size.attr.attr,
 	&flax_attr_text_size.attr.attr,
 	&flax_attr_topk.attr.attr,

@@ -28,13 +28,16 @@
  *  - MODEL_GET, MODEL_DESTROY, LABELS_SET, LABELS_GET, INFER,
  *    WORKER_ATTACH: ENOENT (no such model);
  *  - LABELS_SET: E2BIG (too many labels or bytes); LABELS_GET: ENOSPC
- *    (buffer too small);
+ *    (buffer too small); VOCAB_SET: ENOENT, EINVAL (not a tokenising
+ *    model, or a bad line), E2BIG, EBUSY (already set);
  *  - WORKER_ATTACH: EINVAL (fd already a worker), EBUSY (FLAX_MAX_WORKERS
  *    attached);
  *  - FETCH, COMPLETE, mmap: ENXIO (fd is not a worker), ENODEV (model
  *    destroyed); COMPLETE and FETCH: EINVAL (bad completion);
  *  - INFER: ENOSPC (output buffer too small; with FLAX_INFER_TEXT the
- *    job ran, and its result is lost), ETIMEDOUT, EINTR (signal;
+ *    job ran, and its result is lost), ENODATA (a tokenising model
+ *    without vocabulary), EILSEQ (text that is not UTF-8), EAGAIN
+ *    (O_NONBLOCK and max_queue requests under way), ETIMEDOUT, EINTR (signal;
  *    not restarted), ENODEV (model destroyed meanwhile), EIO (the job's
  *    workers died too often), or the worker's own status.
  *
@@ -71,6 +74,8 @@
 #define FLAX_PRE_NONE 0 /* input copied to the slot as is */
 #define FLAX_PRE_NORMALIZE 1 /* float32 (x * scale - mean[c]) / std[c] */
 #define FLAX_PRE_TOKENIZE 2 /* UTF-8 text to WordPiece ids and mask */
+
+#define FLAX_TEXT_MAX_DEFAULT 4096 /* struct flax_model_desc.text_max */
 
 /*
  * Postprocessing steps (struct flax_model_desc.post_ops[]), applied in
@@ -156,6 +161,11 @@ struct flax_tensor_spec {
  *	[A-Za-z0-9_.-]; bytes after the NUL must be 0.  In for both ioctls.
  * @input: what a client sends.  With FLAX_PRE_NORMALIZE the worker sees
  *	float32 of the same shape, otherwise the client's bytes unchanged.
+ *	With FLAX_PRE_TOKENIZE it is what the worker sees: int32 [2, L],
+ *	row 0 the token ids ([CLS] ... [SEP] [PAD]...), row 1 the attention
+ *	mask; the client sends UTF-8 text of up to @text_max bytes, which
+ *	the model's vocabulary (FLAX_IOC_VOCAB_SET) tokenises, truncated
+ *	to L tokens.
  * @output: what the worker produces; dtype must be FLAX_DTYPE_FLOAT32.
  * @pre_op: FLAX_PRE_*.
  * @norm_count: FLAX_PRE_NORMALIZE: number of mean/std pairs: 1 (one for
@@ -184,6 +194,8 @@ struct flax_tensor_spec {
  * @clamp_lo: binary32 lower bound of FLAX_MODEL_NORM_CLAMP, else 0.
  * @clamp_hi: binary32 upper bound of FLAX_MODEL_NORM_CLAMP, else 0.
  * @text_size: out: most bytes of one text result (FLAX_INFER_TEXT).
+ * @text_max: FLAX_PRE_TOKENIZE: most bytes of a client's text, up to the
+ *	module's max_slot_bytes (0: FLAX_TEXT_MAX_DEFAULT); else 0.
  * @reserved: must be 0.
  *
  * Fields from @threshold on came with FLAX_MODEL_DESC_SIZE_VER1; a caller
@@ -216,7 +228,8 @@ struct flax_model_desc {
 	__u32 clamp_lo;
 	__u32 clamp_hi;
 	__u32 text_size;
-	__u32 reserved[5];
+	__u32 text_max;
+	__u32 reserved[4];
 };
 
 #define FLAX_MODEL_DESC_SIZE_VER0 176 /* up to @reserved[] of version 1 */
@@ -263,6 +276,36 @@ struct flax_labels {
 };
 
 #define FLAX_LABELS_SIZE_VER0 32
+
+/**
+ * struct flax_vocab_set - a tokenising model's vocabulary (FLAX_IOC_VOCAB_SET).
+ * @model_id: the model, created with FLAX_PRE_TOKENIZE.
+ * @flags: must be 0.
+ * @data: user pointer to the text of a BERT vocab.txt: one token a line,
+ *	its id the line number from 0, "\n" or "\r\n" line ends.
+ * @size: bytes at @data, at most 2 MiB.
+ * @count: out: number of tokens.
+ * @bad_line: out: on -EINVAL or -E2BIG, the 1-based line at fault (0: the
+ *	fault is not one line's: the size, or a missing special token).
+ * @reserved: must be 0.
+ *
+ * Once per model: until then requests fail with -ENODATA, after it a
+ * second upload fails with -EBUSY.  At most 131072 tokens of 1 to 256
+ * bytes of UTF-8 without blanks or control characters, each once, with
+ * [CLS], [SEP], [UNK] and [PAD] among them (-EINVAL, -E2BIG; the kernel
+ * log names the line).
+ */
+struct flax_vocab_set {
+	__u32 model_id;
+	__u32 flags;
+	__u64 data;
+	__u32 size;
+	__u32 count;
+	__u32 bad_line;
+	__u32 reserved;
+};
+
+#define FLAX_VOCAB_SET_SIZE_VER0 32
 
 /**
  * struct flax_region_layout - where things are in a model's slot region.
@@ -434,7 +477,8 @@ struct flax_fetch {
  * @flags: FLAX_INFER_* flags.
  * @input: user pointer to the input, in the model's input dtype.
  * @output: user pointer to the result buffer.
- * @input_size: bytes at @input; must equal the model's input size.
+ * @input_size: bytes at @input; must equal the model's input size (for
+ *	FLAX_PRE_TOKENIZE: 0 to text_max bytes of UTF-8 text).
  * @output_size: in: bytes available at @output; out: bytes written, or
  *	the bytes needed when the call fails with -ENOSPC (the binary
  *	result's size, or with FLAX_INFER_TEXT the text's length).
@@ -498,6 +542,7 @@ struct flax_topk_result {
 #define FLAX_IOC_MODEL_DESTROY	_IOW(FLAX_IOC_MAGIC, 0x03, struct flax_model_ref)
 #define FLAX_IOC_LABELS_SET	_IOWR(FLAX_IOC_MAGIC, 0x04, struct flax_labels)
 #define FLAX_IOC_LABELS_GET	_IOWR(FLAX_IOC_MAGIC, 0x05, struct flax_labels)
+#define FLAX_IOC_VOCAB_SET	_IOWR(FLAX_IOC_MAGIC, 0x06, struct flax_vocab_set)
 #define FLAX_IOC_WORKER_ATTACH	_IOWR(FLAX_IOC_MAGIC, 0x10, struct flax_worker_attach)
 #define FLAX_IOC_FETCH		_IOWR(FLAX_IOC_MAGIC, 0x11, struct flax_fetch)
 #define FLAX_IOC_COMPLETE	_IOWR(FLAX_IOC_MAGIC, 0x12, struct flax_complete)

@@ -572,8 +572,11 @@ static void test_create(void)
 	d.clamp_hi = 0x3f800000;
 	create_bad(fd, &d, EINVAL, "clamp bound without the flag");
 	desc_digits(&d, "bad");
-	d.reserved[4] = 1;
-	create_bad(fd, &d, EINVAL, "reserved[4]");
+	d.reserved[0] = 1;
+	create_bad(fd, &d, EINVAL, "reserved[0]");
+	desc_digits(&d, "bad");
+	d.text_max = 100;
+	create_bad(fd, &d, EINVAL, "text_max without tokenize");
 	desc_digits(&d, "bad");
 	d.reserved[3] = 1;
 	create_bad(fd, &d, EINVAL, "reserved");
