@@ -75,9 +75,11 @@ struct flax_norm {
  * operation is rounded to float32 in numpy's order: the result is
  * bit-identical to numpy's ``(x.astype(f32) * scale - mean) / std``,
  * followed by ``np.clip(y, lo, hi)`` with FLAX_NORM_CLAMP (a NaN result
- * is a NaN, its payload aside).  Float input follows IEEE arithmetic as
- * numpy does: NaN gives NaN (clamping keeps it), an infinity gives an
- * infinity or NaN (inf * 0, inf - inf).
+ * is a NaN, its payload aside).  The clamp is numpy 2's: a NaN in y or in
+ * a bound gives NaN, lo > hi gives hi, and of -0 and +0 y's sign wins.
+ * Float input follows IEEE arithmetic as numpy does: NaN gives NaN
+ * (clamping keeps it), an infinity gives an infinity or NaN (inf * 0,
+ * inf - inf).
  *
  * Return: 0, or -EINVAL (nothing written) for an unknown @dtype or flag,
  * or a zero @p->count or @p->inner.

@@ -40,7 +40,23 @@ F32 = npt.NDArray[np.float32]
 
 UINT8 = 1
 FLOAT32 = 2
+INT8 = 3
+UINT16 = 4
+INT16 = 5
+INT32 = 6
+FLOAT16 = 7
 EINVAL = 22
+
+#: FLAX_DTYPE_* and the numpy dtype of each.
+DTYPES: dict[int, type[np.generic]] = {
+    UINT8: np.uint8,
+    FLOAT32: np.float32,
+    INT8: np.int8,
+    UINT16: np.uint16,
+    INT16: np.int16,
+    INT32: np.int32,
+    FLOAT16: np.float16,
+}
 TOPK_MAX = 64
 
 
@@ -237,8 +253,10 @@ def test_module_variant(ops: Ops) -> None:
         assert ops.sanitized, "ASan runtime not loaded: see tests/host/conftest.py"
         maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
         assert "libasan" in maps
-    assert ops.lib.FLAX_DTYPE_UINT8 == UINT8
-    assert ops.lib.FLAX_DTYPE_FLOAT32 == FLOAT32
+    for name, value in [("UINT8", UINT8), ("FLOAT32", FLOAT32), ("INT8", INT8),
+                        ("UINT16", UINT16), ("INT16", INT16), ("INT32", INT32),
+                        ("FLOAT16", FLOAT16)]:  # fmt: skip
+        assert getattr(ops.lib, f"FLAX_DTYPE_{name}") == value
     assert ops.lib.FLAX_TOPK_MAX == TOPK_MAX
     assert ops.lib.EINVAL == EINVAL
     assert ops.ffi.sizeof("struct flax_topk_entry") == 8
@@ -382,6 +400,208 @@ def test_normalize_zero_count_and_n(ops: Ops) -> None:
     assert normalize(ops, dst, src, FLOAT32, 0, 0, norm) == 0
     assert normalize(ops, dst, src, 9, 0, 0, norm) == -EINVAL  # dtype checked first
     np.testing.assert_array_equal(dst, np.full(4, 7.0, np.float32))
+
+
+NORM_EXTREMES = [0.0, -0.0, 1.0, -1.0, 255.0, 65535.0, 2.0**31, -(2.0**31), 3.4e38, -3.4e38,
+                 1e-45, -1e-45, 1e-38, np.inf, -np.inf, np.nan]  # fmt: skip
+LAYOUTS = ["one", "last", "first", "feature"]
+
+
+def dtype_elements(dtype: int, draw: st.DrawFn) -> st.SearchStrategy[Any] | None:
+    """Element strategy for an input array of ``dtype`` (None: hypothesis' default,
+    the full integer range with its extremes)."""
+    if dtype == FLOAT32:
+        return draw(st.sampled_from([finite32, any32, st.sampled_from(NORM_EXTREMES)]))
+    if dtype == FLOAT16:
+        return draw(st.sampled_from([st.floats(width=16), st.floats(-2048, 2048, width=16)]))
+    return None
+
+
+@st.composite
+def norm_layout_case(draw: st.DrawFn) -> dict[str, Any]:
+    """An input of any dtype and layout with the struct flax_norm that describes it."""
+    dtype = draw(st.sampled_from(sorted(DTYPES)))
+    layout = draw(st.sampled_from(LAYOUTS))
+    if layout == "first":
+        c, h, w = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
+        batch = draw(st.sampled_from([0, 1, 2, 3]))
+        shape: tuple[int, ...] = (c, h, w) if batch == 0 else (batch, c, h, w)
+    else:
+        shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=9))
+    x = draw(hnp.arrays(DTYPES[dtype], shape, elements=dtype_elements(dtype, draw)))
+    size = int(np.prod(shape))
+    if layout == "first":
+        count, inner = shape[-3], shape[-1] * shape[-2]
+    else:
+        count, inner = {"one": 1, "last": shape[-1], "feature": size}[layout], 1
+    extreme = st.sampled_from(NORM_EXTREMES)
+    values = st.one_of(finite32, any32, extreme, st.floats(-300, 300, width=32))
+    scale = draw(st.one_of(st.sampled_from([1.0, 1 / 255, 1 / 16, 2.0, 1 / 65535]), values))
+    mean = draw(hnp.arrays(np.float32, (count,), elements=values))
+    std = draw(hnp.arrays(np.float32, (count,), elements=st.one_of(
+        st.floats(2.0**-10, 1024.0, width=32), values)))  # fmt: skip
+    clamp = draw(st.one_of(st.none(), st.tuples(values, values), st.just((0.0, 1.0))))
+    return {"dtype": dtype, "layout": layout, "x": x, "inner": inner, "scale": scale,
+            "mean": mean, "std": std, "clamp": clamp}  # fmt: skip
+
+
+def norm_layout_reference(case: dict[str, Any]) -> F32:
+    """numpy float32, with mean/std broadcast by the layout (not by the C's index rule)."""
+    x, mean, std = case["x"], case["mean"], case["std"]
+    m: Any
+    s: Any
+    if case["layout"] == "one":
+        m, s = mean[0], std[0]
+    elif case["layout"] == "last":
+        m, s = mean, std
+    elif case["layout"] == "feature":
+        m, s = mean.reshape(x.shape), std.reshape(x.shape)
+    else:  # channels first: (C, H, W) or (N, C, H, W)
+        m, s = mean[:, None, None], std[:, None, None]
+    with np.errstate(all="ignore"):
+        y: F32 = (x.astype(np.float32) * np.float32(case["scale"]) - m) / s
+        if case["clamp"] is not None:
+            lo, hi = case["clamp"]
+            y = np.clip(y, np.float32(lo), np.float32(hi))
+    assert y.dtype == np.float32
+    return y
+
+
+@HYP
+@given(case=norm_layout_case(), chunk=st.integers(1, 300))
+def test_normalize_layouts(ops: Ops, case: dict[str, Any], chunk: int) -> None:
+    """Every dtype and layout, clamped or not, against numpy: bit for bit (NaN: any NaN),
+    in one call, in chunks, and in place (widening from the start of the buffer)."""
+    x, dtype = case["x"], case["dtype"]
+    n, esize = x.size, x.itemsize
+    want = norm_layout_reference(case)
+    norm = Norm(ops, case["scale"], case["mean"], case["std"], case["inner"], case["clamp"])
+    src = np.ascontiguousarray(x).ravel().copy()
+
+    out = np.full(n, np.nan, np.float32)
+    assert normalize(ops, out, src, dtype, 0, n, norm) == 0
+    assert_same_bits(out.reshape(x.shape), want)
+    np.testing.assert_array_equal(src.view(np.uint8), x.ravel().view(np.uint8))  # only read
+
+    out2 = np.full(n, np.nan, np.float32)
+    for s, e in chunks(n, chunk):
+        assert normalize(ops, out2[s:e], src[s:e], dtype, s, e - s, norm) == 0
+    assert_same_bits(out2.reshape(x.shape), want)
+
+    # in place: the raw input at the start of a buffer of 4n bytes, one call ...
+    raw = src.view(np.uint8)
+    buf = np.zeros(4 * n, np.uint8)
+    buf[: n * esize] = raw
+    assert normalize(ops, buf, buf, dtype, 0, n, norm) == 0
+    assert_same_bits(buf.view(np.float32).reshape(x.shape), want)
+    # ... and chunk by chunk from the last chunk (src = buf + size * s, dst = buf + 4 s)
+    buf = np.zeros(4 * n, np.uint8)
+    buf[: n * esize] = raw
+    for s, e in reversed(chunks(n, chunk)):
+        sub = buf[esize * s : esize * e]
+        assert normalize(ops, buf[4 * s : 4 * e], sub, dtype, s, e - s, norm) == 0
+    assert_same_bits(buf.view(np.float32).reshape(x.shape), want)
+
+
+@pytest.mark.parametrize("dtype", [INT8, UINT16, INT16, FLOAT16])
+def test_normalize_every_value(ops: Ops, dtype: int) -> None:
+    """Every value of the 8- and 16-bit dtypes (float16: all 65536 bit patterns,
+    subnormals, infinities and NaNs), converted exactly as numpy's astype."""
+    np_dtype = DTYPES[dtype]
+    nbits = 8 * np.dtype(np_dtype).itemsize
+    x = np.arange(1 << nbits, dtype=np.uint32).astype(f"u{nbits // 8}").view(np_dtype)
+    norm = Norm(ops, 1.0, f32([0.0]), f32([1.0]))
+    out = np.empty(x.size, np.float32)
+    assert normalize(ops, out, x, dtype, 0, x.size, norm) == 0
+    assert_same_bits(out, x.astype(np.float32))
+    if dtype == FLOAT16:  # -0 stays -0, +-inf stay, subnormals are exact
+        assert bits(out)[0x8000] == 0x80000000
+        assert bits(out)[0x7C00] == 0x7F800000
+        assert bits(out)[0xFC00] == 0xFF800000
+        assert out[1] == np.float32(2.0**-24)
+        np.testing.assert_array_equal(out[:1024], np.arange(1024) * 2.0**-24)
+    # and with a non-trivial formula, against numpy
+    norm = Norm(ops, 1 / 255, f32([0.485]), f32([0.229]), clamp=(-2.0, 2.0))
+    assert normalize(ops, out, x, dtype, 0, x.size, norm) == 0
+    with np.errstate(all="ignore"):
+        want = (x.astype(np.float32) * np.float32(1 / 255) - np.float32(0.485)) / np.float32(0.229)
+    assert_same_bits(out, np.clip(want, np.float32(-2.0), np.float32(2.0)))
+
+
+def test_normalize_int32_rounds(ops: Ops) -> None:
+    """int32 -> float32 is a rounding (to nearest even), as numpy's astype."""
+    x = np.array([0, 1, -1, 16777216, 16777217, 16777219, -16777217, 2**31 - 1, -(2**31),
+                  2**31 - 64, 2**31 - 65, 123456789], dtype=np.int32)  # fmt: skip
+    norm = Norm(ops, 1.0, f32([0.0]), f32([1.0]))
+    out = np.empty(x.size, np.float32)
+    assert normalize(ops, out, x, INT32, 0, x.size, norm) == 0
+    assert_same_bits(out, x.astype(np.float32))
+    assert out[4] == 16777216.0 and out[5] == 16777220.0  # ties to even
+    assert out[7] == 2.0**31
+    # every int32 in a dense sample, with a formula
+    rng = np.random.default_rng(5)
+    y = rng.integers(-(2**31), 2**31, 1 << 16, dtype=np.int64).astype(np.int32)
+    norm = Norm(ops, 2.0**-20, f32([3.0, -1.0]), f32([0.5, 7.0]))
+    out = np.empty(y.size, np.float32)
+    assert normalize(ops, out, y, INT32, 0, y.size, norm) == 0
+    want = (y.reshape(-1, 2).astype(np.float32) * np.float32(2.0**-20) - f32([3.0, -1.0])) / f32(
+        [0.5, 7.0]
+    )
+    assert_same_bits(out, want.ravel())
+
+
+def test_normalize_channel_first_example(ops: Ops) -> None:
+    """An NCHW image batch: pair (i / (H * W)) % C, by hand."""
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (2, 3, 4, 5), dtype=np.uint8)
+    mean, std = f32([0.485, 0.456, 0.406]), f32([0.229, 0.224, 0.225])
+    norm = Norm(ops, 1 / 255, mean, std, inner=20)
+    out = np.empty(img.size, np.float32)
+    assert normalize(ops, out, img, UINT8, 0, img.size, norm) == 0
+    for b in range(2):
+        for ch in range(3):
+            want = (img[b, ch].astype(np.float32) * np.float32(1 / 255) - mean[ch]) / std[ch]
+            assert_same_bits(out.reshape(img.shape)[b, ch], want)
+
+
+def test_normalize_clamp_special(ops: Ops) -> None:
+    """np.clip's rules: NaN stays NaN, a NaN bound gives NaN, of equal zeros x's sign."""
+    x = f32([np.nan, -0.0, 0.0, 5.0, -5.0, np.inf, -np.inf, 0.5])
+    for lo, hi in [(0.0, 1.0), (-0.0, -0.0), (0.0, 0.0), (-0.0, 0.0), (0.0, -0.0), (1.0, -1.0),
+                   (np.nan, 1.0), (0.0, np.nan), (-np.inf, np.inf)]:  # fmt: skip
+        norm = Norm(ops, 1.0, f32([0.0]), f32([1.0]), clamp=(lo, hi))
+        out = np.empty(x.size, np.float32)
+        assert normalize(ops, out, x, FLOAT32, 0, x.size, norm) == 0
+        assert_same_bits(out, np.clip(x, np.float32(lo), np.float32(hi)))
+        assert np.isnan(out[0])
+    norm = Norm(ops, 1.0, f32([0.0]), f32([1.0]), clamp=(0.0, 1.0))
+    out = np.empty(x.size, np.float32)
+    assert normalize(ops, out, x, FLOAT32, 0, x.size, norm) == 0
+    np.testing.assert_array_equal(bits(out)[1:], bits(f32([-0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.5])))
+
+
+def test_normalize_invalid_params(ops: Ops) -> None:
+    """Zero inner or an unknown flag: -EINVAL, nothing written."""
+    src = np.arange(8, dtype=np.float32)
+    dst = np.full(8, 7.0, np.float32)
+    for inner, flags in [(0, 0), (0, 1), (1, 2), (1, 0x80000000), (1, 3)]:
+        norm = Norm(ops, 1.0, f32([0.0]), f32([1.0]), inner=inner, flags=flags)
+        assert normalize(ops, dst, src, FLOAT32, 0, 8, norm) == -EINVAL
+    np.testing.assert_array_equal(dst, np.full(8, 7.0, np.float32))
+    assert ops.lib.FLAX_NORM_FLAGS == ops.lib.FLAX_NORM_CLAMP == 1
+
+
+def test_normalize_large_first_inner(ops: Ops) -> None:
+    """(first + i) / inner % count near the top of the u32 range."""
+    count, inner = 5, 3
+    mean = np.arange(count, dtype=np.float32)
+    norm = Norm(ops, 1.0, mean, np.ones(count, np.float32), inner=inner)
+    first = 0xFFFFFFFF - 40
+    x = np.zeros(40, np.int16)
+    out = np.empty(40, np.float32)
+    assert normalize(ops, out, x, INT16, first, 40, norm) == 0
+    pair = (first + np.arange(40, dtype=np.uint64)) // inner % count
+    assert_same_bits(out, (x.astype(np.float32) - mean[pair]) / np.float32(1.0))
 
 
 # --------------------------------------------------------------------------- expf
