@@ -4,7 +4,8 @@ Client::
 
     import pyflaxdev
     with pyflaxdev.open() as dev:                 # /dev/flax
-        result = dev.model("digits").infer(x)     # TopK for a top-k chain
+        result = dev.model("digits").infer(x)     # Classes for a top-k chain
+        print(result.names)                       # ['seven', 'nine', 'four']
 
 Worker::
 
@@ -23,6 +24,7 @@ from pyflaxdev.errors import (
     FlaxError,
     Interrupted,
     InvalidArgument,
+    LabelsTooLarge,
     ModelExists,
     ModelGone,
     ModelNotFound,
@@ -34,8 +36,8 @@ from pyflaxdev.errors import (
     WorkerFailed,
 )
 from pyflaxdev.model import Model
-from pyflaxdev.results import Result, TopK
-from pyflaxdev.spec import ModelInfo, Normalization, TensorSpec
+from pyflaxdev.results import Classes, Result, TopK
+from pyflaxdev.spec import ModelDesc, ModelInfo, Normalization, TensorSpec
 from pyflaxdev.worker import ServeHandle, Worker, WorkerStats, serve, serving
 
 __version__ = "0.1.0"
@@ -45,13 +47,16 @@ __all__ = [
     "AbiMismatch",
     "BufferTooSmall",
     "Busy",
+    "Classes",
     "Device",
     "DeviceInfo",
     "DeviceNotFound",
     "FlaxError",
     "Interrupted",
     "InvalidArgument",
+    "LabelsTooLarge",
     "Model",
+    "ModelDesc",
     "ModelExists",
     "ModelGone",
     "ModelInfo",

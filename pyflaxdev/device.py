@@ -15,8 +15,8 @@ from __future__ import annotations
 import errno
 import io
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,15 +24,9 @@ import numpy.typing as npt
 
 from pyflaxdev import ioctls, uapi
 from pyflaxdev.errors import FlaxError, InvalidArgument, check, open_error
+from pyflaxdev.labels import check_labels
 from pyflaxdev.model import Model
-from pyflaxdev.spec import (
-    ModelInfo,
-    Normalization,
-    NormalizeArg,
-    TensorSpec,
-    build_desc,
-    validate_create,
-)
+from pyflaxdev.spec import ModelDesc, ModelInfo, Normalization, NormalizeArg, TensorSpec
 from pyflaxdev.uapi import ffi, lib
 
 __all__ = ["DEFAULT_PATH", "Device", "DeviceInfo", "default_path", "open"]
@@ -117,39 +111,105 @@ class Device(io.FileIO):
         output_shape: Sequence[int],
         *,
         normalize: NormalizeArg | None = None,
+        channel_first: bool = False,
+        clamp: tuple[float, float] | None = None,
         post: Sequence[str] = ("softmax", "topk"),
-        topk: int = 3,
+        topk: int | None = None,
+        threshold: float | None = None,
         nslots: int = 64,
         timeout_ms: int = 0,
+        max_batch: int = 0,
+        max_queue_delay_us: int = 0,
+        max_queue: int = 0,
+        labels: Iterable[str] | None = None,
         exist_ok: bool = False,
         validate: bool = True,
     ) -> Model:
         """``FLAX_IOC_MODEL_CREATE``: create a model and return a handle to it.
 
-        ``normalize`` is ``(scale, mean, std)`` (float32; 1, last-dimension or
-        element-count pairs) for ``FLAX_PRE_NORMALIZE``, or ``None`` to pass
-        inputs through.  ``post`` is the postprocessing chain (``"softmax"``,
-        ``"topk"``); ``topk`` is k when it ends in ``"topk"``.  ``nslots`` or
-        ``timeout_ms`` of 0 take the module's defaults.  With ``exist_ok`` an
-        existing model of that name is returned instead of raising
-        :class:`~pyflaxdev.errors.ModelExists` (its description is not compared).
-        ``validate=False`` skips pyflaxdev's own checks, so that the module's
-        can be tested.
+        ``normalize`` is ``(scale, mean, std)`` (float32; 1, per-channel or
+        per-element pairs) for ``FLAX_PRE_NORMALIZE``, or ``None`` to pass
+        inputs through; ``channel_first`` takes the channels from the first
+        dimension instead of the last, ``clamp=(lo, hi)`` clips the normalised
+        values.  ``post`` is the postprocessing chain (see
+        :data:`~pyflaxdev.spec.ACCEPTED_CHAINS`).  ``topk`` is k with a
+        ``"topk"`` step (default 3) and must stay None or 0 without one;
+        ``threshold`` is the ``"threshold"`` step's cut-off (default 0.5).
+        ``nslots`` and ``timeout_ms`` of 0 take the module's defaults;
+        ``max_batch`` (most jobs per FETCH, 0: nslots), ``max_queue_delay_us``
+        (how long FETCH waits to fill a batch, at most 10 s) and ``max_queue``
+        (most requests under way, 0: nslots) are the model's queueing knobs.
+        ``labels`` name the classes and are uploaded right after creation (the
+        model is destroyed again if that fails).  With ``exist_ok`` an existing
+        model of that name is returned instead of raising
+        :class:`~pyflaxdev.errors.ModelExists` (neither its description nor its
+        labels are touched).  ``validate=False`` skips pyflaxdev's own checks,
+        so that the module's can be tested.
         """
-        inp = TensorSpec(tuple(int(d) for d in input_shape), np.dtype(input_dtype))
-        out = TensorSpec(tuple(int(d) for d in output_shape), np.dtype(np.float32))
-        norm = Normalization.of(normalize) if normalize is not None else None
         post = tuple(post)
+        norm = None
+        if normalize is not None:
+            norm = Normalization.of(normalize)
+            if channel_first or clamp is not None:
+                norm = replace(
+                    norm,
+                    channel_first=channel_first or norm.channel_first,
+                    clamp=clamp if clamp is not None else norm.clamp,
+                )
+        elif validate and (channel_first or clamp is not None):
+            raise InvalidArgument(f"channel_first and clamp of {name!r} need normalize")
+        if topk is None:
+            topk = 3 if "topk" in post else 0
+        if threshold is None:
+            threshold = 0.5 if "threshold" in post else 0.0
+        desc = ModelDesc(
+            name=name,
+            input=TensorSpec.of(input_shape, input_dtype),
+            output=TensorSpec.of(output_shape, np.float32),
+            normalize=norm,
+            post=post,
+            topk=topk,
+            threshold=threshold,
+            nslots=nslots,
+            timeout_ms=timeout_ms,
+            max_batch=max_batch,
+            max_queue_delay_us=max_queue_delay_us,
+            max_queue=max_queue,
+        )
+        return self.create(desc, labels=labels, exist_ok=exist_ok, validate=validate)
+
+    def create(
+        self,
+        desc: ModelDesc,
+        *,
+        labels: Iterable[str] | None = None,
+        exist_ok: bool = False,
+        validate: bool = True,
+    ) -> Model:
+        """``FLAX_IOC_MODEL_CREATE`` from a :class:`~pyflaxdev.spec.ModelDesc`; then
+        ``FLAX_IOC_LABELS_SET`` with ``labels`` (see :meth:`create_model`)."""
+        items = tuple(labels) if labels is not None else ()
         if validate:
-            validate_create(name, inp, out, norm, post, topk, nslots, timeout_ms)
-        desc, keep = build_desc(name, inp, out, norm, post, topk, nslots, timeout_ms)
+            desc.validate()
+            items = check_labels(items, desc.vec_elems, model=desc.name)
+        cdesc, keep = desc.to_desc()
         try:
-            self.ioctl(ioctls.MODEL_CREATE, desc, op="MODEL_CREATE", context={"model": name})
+            self.ioctl(ioctls.MODEL_CREATE, cdesc, op="MODEL_CREATE", context={"model": desc.name})
         except FileExistsError:
             if not exist_ok:
                 raise
-        del keep
-        return self.model(name)
+            return self.model(desc.name)
+        finally:
+            del keep
+        # MODEL_GET: the struct CREATE returns leaves nslots 0 when the default was taken.
+        model = self.model(desc.name)
+        if items:
+            try:
+                model.set_labels(items, validate=False)
+            except BaseException:
+                self.destroy_model(model)
+                raise
+        return model
 
     def model(self, name: str) -> Model:
         """``FLAX_IOC_MODEL_GET``: a handle to the model called ``name``."""
@@ -159,6 +219,14 @@ class Device(io.FileIO):
         """``FLAX_IOC_MODEL_GET``: the model's description."""
         desc = self._get(name)
         return ModelInfo.from_desc(desc)
+
+    def labels(self, name: str) -> list[str]:
+        """``FLAX_IOC_LABELS_GET``: the class names of model ``name``."""
+        return self.model(name).labels()
+
+    def set_labels(self, name: str, labels: Iterable[str] | None) -> None:
+        """``FLAX_IOC_LABELS_SET``: name the classes of model ``name`` (None removes them)."""
+        self.model(name).set_labels(labels)
 
     def normalization(self, name: str) -> Normalization | None:
         """The model's ``FLAX_PRE_NORMALIZE`` parameters, read back from the module."""
@@ -171,7 +239,13 @@ class Device(io.FileIO):
         desc = self._get(name, mean, std)
         if desc.id != info.id or desc.norm_count != count:
             raise FlaxError(f"model {name!r} changed while reading its normalisation")
-        return Normalization(uapi.bits_to_f32(desc.norm_scale), _f32_array(mean), _f32_array(std))
+        return Normalization(
+            uapi.bits_to_f32(desc.norm_scale),
+            _f32_array(mean),
+            _f32_array(std),
+            channel_first=info.channel_first,
+            clamp=info.clamp,
+        )
 
     def _get(self, name: str, mean: Any = None, std: Any = None) -> Any:
         if len(name.encode()) >= lib.FLAX_NAME_MAX:

@@ -25,6 +25,7 @@ __all__ = [
     "FlaxError",
     "Interrupted",
     "InvalidArgument",
+    "LabelsTooLarge",
     "ModelExists",
     "ModelGone",
     "ModelNotFound",
@@ -93,6 +94,12 @@ class InvalidArgument(FlaxError, ValueError):
     """An argument was rejected, by pyflaxdev's checks or by the module (``EINVAL``)."""
 
     default_errno = codes.EINVAL
+
+
+class LabelsTooLarge(InvalidArgument):
+    """More labels (or label bytes) than the model accepts (``E2BIG``)."""
+
+    default_errno = codes.E2BIG
 
 
 class Timeout(FlaxError, TimeoutError):
@@ -182,6 +189,12 @@ ERRNO_CLASSES: dict[int, type[FlaxError]] = {
     codes.ENXIO: NotAttached,
 }
 
+# Classes that depend on the operation as well as the errno.
+_OP_CLASSES: dict[tuple[str, int], type[FlaxError]] = {
+    ("MODEL_CREATE", codes.ENOSPC): OutOfResources,
+    ("LABELS_SET", codes.E2BIG): LabelsTooLarge,
+}
+
 # What an errno means for a given operation, in the caller's terms.  Placeholders
 # are filled from the context passed to check(); a missing one falls back to the
 # generic text.  "{what}" is always available (e.g. "MODEL_GET of model 'x'").
@@ -202,6 +215,16 @@ _MESSAGES: dict[tuple[str, int], str] = {
     ("INFER", codes.ENOSPC): "result of model {model!r} needs {needed} bytes, buffer has {have}",
     ("INFER", codes.EINVAL): "request for model {model!r} rejected by the module",
     ("INFER", codes.EINTR): "inference on model {model!r} interrupted by a signal",
+    ("INFER", codes.EAGAIN): "model {model!r} has its max_queue requests under way"
+    " (non-blocking fd)",
+    ("LABELS_SET", codes.ENOENT): "model {model!r} no longer exists",
+    ("LABELS_GET", codes.ENOENT): "model {model!r} no longer exists",
+    ("LABELS_SET", codes.EINVAL): "labels of model {model!r} rejected by the module: a label is"
+    " empty, longer than 127 bytes or has a control character (the kernel log names the line)",
+    ("LABELS_SET", codes.E2BIG): "labels of model {model!r} rejected by the module: more labels"
+    " than result elements, or more than 65536 labels or 4 MiB",
+    ("LABELS_GET", codes.ENOSPC): "labels of model {model!r} need {needed} bytes, buffer has"
+    " {have}",
     ("WORKER_ATTACH", codes.EBUSY): "cannot attach to model {model!r}: it has its maximum"
     " number of workers",
     ("WORKER_ATTACH", codes.EINVAL): "cannot attach to model {model!r}: this fd is already a"
@@ -254,9 +277,7 @@ def error_for(code: int, op: str, context: Mapping[str, object] | None = None) -
     if message is None:
         subject = f" on model {ctx['model']!r}" if "model" in ctx else ""
         message = f"{op}{subject} failed: {os.strerror(code)}"
-    cls = ERRNO_CLASSES.get(code, FlaxError)
-    if op == "MODEL_CREATE" and code == codes.ENOSPC:
-        cls = OutOfResources
+    cls = _OP_CLASSES.get((op, code)) or ERRNO_CLASSES.get(code, FlaxError)
     exc = cls(f"{message} ({errno_name(code)})", code)
     path = ctx.get("path")
     if isinstance(path, str) and path != "the device":

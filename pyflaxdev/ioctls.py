@@ -21,9 +21,12 @@ __all__ = [
     "INFER",
     "INFO",
     "IOCTLS",
+    "LABELS_GET",
+    "LABELS_SET",
     "MODEL_CREATE",
     "MODEL_DESTROY",
     "MODEL_GET",
+    "VOCAB_SET",
     "WORKER_ATTACH",
     "Ioctl",
     "with_size",
@@ -67,6 +70,9 @@ IOCTLS: dict[str, Ioctl] = {
         Ioctl("MODEL_CREATE", _READ | _WRITE, 0x01, "struct flax_model_desc"),
         Ioctl("MODEL_GET", _READ | _WRITE, 0x02, "struct flax_model_desc"),
         Ioctl("MODEL_DESTROY", _WRITE, 0x03, "struct flax_model_ref"),
+        Ioctl("LABELS_SET", _READ | _WRITE, 0x04, "struct flax_labels"),
+        Ioctl("LABELS_GET", _READ | _WRITE, 0x05, "struct flax_labels"),
+        Ioctl("VOCAB_SET", _READ | _WRITE, 0x06, "struct flax_vocab_set"),
         Ioctl("WORKER_ATTACH", _READ | _WRITE, 0x10, "struct flax_worker_attach"),
         Ioctl("FETCH", _READ | _WRITE, 0x11, "struct flax_fetch"),
         Ioctl("COMPLETE", _READ | _WRITE, 0x12, "struct flax_complete"),
@@ -78,6 +84,9 @@ INFO = IOCTLS["INFO"].request
 MODEL_CREATE = IOCTLS["MODEL_CREATE"].request
 MODEL_GET = IOCTLS["MODEL_GET"].request
 MODEL_DESTROY = IOCTLS["MODEL_DESTROY"].request
+LABELS_SET = IOCTLS["LABELS_SET"].request
+LABELS_GET = IOCTLS["LABELS_GET"].request
+VOCAB_SET = IOCTLS["VOCAB_SET"].request
 WORKER_ATTACH = IOCTLS["WORKER_ATTACH"].request
 FETCH = IOCTLS["FETCH"].request
 COMPLETE = IOCTLS["COMPLETE"].request

@@ -5,6 +5,12 @@ the model and what it expects; the module checks the size again.  It is safe
 to call from several threads at once on one :class:`~pyflaxdev.device.Device`
 (each call has its own buffers; the GIL is released while the call waits).
 
+Settings may change through sysfs while a handle lives (``topk`` changes the
+result's size): an ``ENOSPC`` makes :meth:`Model.infer` re-read the
+description once and retry, and :meth:`Model.infer_text` retry with the size
+the module reports.  Labels are read once per handle, when a class result
+first needs them (:meth:`Model.labels` reads them again).
+
 ``EINTR`` handling: an interrupted INFER has given its slot back, so it is
 resubmitted with the *remaining* time of the original timeout (the model's
 timeout when none was given); when none remains it fails with
@@ -17,16 +23,18 @@ from __future__ import annotations
 import errno
 import math
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pyflaxdev import ioctls, uapi
-from pyflaxdev.errors import InvalidArgument, check
-from pyflaxdev.results import Result, decode_topk, decode_vector
+from pyflaxdev.errors import BufferTooSmall, InvalidArgument, check
+from pyflaxdev.labels import check_labels, decode_labels, encode_labels
+from pyflaxdev.results import Result, decode_classes, decode_vector
 from pyflaxdev.spec import ModelInfo, Normalization
-from pyflaxdev.uapi import ffi
+from pyflaxdev.uapi import ffi, lib
 
 if TYPE_CHECKING:
     from pyflaxdev.device import Device
@@ -35,6 +43,11 @@ __all__ = ["Input", "Model"]
 
 Input = bytes | bytearray | memoryview | npt.ArrayLike
 
+# First LABELS_GET buffer; a larger set is read again at the size reported.
+_LABELS_GUESS = 4096
+# Retries of a call whose size changed meanwhile (labels or topk set through sysfs).
+_SIZE_RETRIES = 3
+
 
 class Model:
     """A model on an open device, as found by ``Device.model(name)``."""
@@ -42,6 +55,7 @@ class Model:
     def __init__(self, device: Device, info: ModelInfo) -> None:
         self.device = device
         self.info = info
+        self._labels: tuple[str, ...] | None = None  # None: not read yet
 
     @property
     def id(self) -> int:
@@ -65,15 +79,50 @@ class Model:
 
         ``x`` is an array of the model's input dtype with its input shape (or
         the flat vector of as many elements), or bytes of exactly the input
-        size.  Returns :class:`~pyflaxdev.results.TopK` for a chain ending in
-        top-k, else a float32 vector.  ``timeout_ms`` 0 means the model's
+        size.  Returns :class:`~pyflaxdev.results.Classes` (with the model's
+        labels, if it has any) for a chain ending in topk, argmax or
+        threshold, else a float32 vector.  ``timeout_ms`` 0 means the model's
         timeout; a longer one is capped to it by the module.
         """
-        return self.decode(self.infer_bytes(self.check_input(x), timeout_ms=timeout_ms))
+        data = self.check_input(x)
+        try:
+            raw = self.infer_bytes(data, timeout_ms=timeout_ms)
+        except BufferTooSmall as exc:
+            # topk grew through sysfs: the module refused before running the job.
+            self.info = self.device.describe(self.name)
+            size = max(self.info.result_size, exc.needed or 0)
+            raw = self.infer_bytes(data, timeout_ms=timeout_ms, output_size=size)
+        return self.decode(raw)
+
+    def infer_text(self, x: Input, *, timeout_ms: int = 0) -> str:
+        """Run the model on one input and return the module's text result
+        (``FLAX_INFER_TEXT``): ``"<label>\\t<score>\\n"`` per class, or the values
+        separated by spaces and a newline."""
+        data = self.check_input(x)
+        size = self.info.text_size
+        for attempt in range(_SIZE_RETRIES):
+            try:
+                raw = self.infer_bytes(
+                    data, timeout_ms=timeout_ms, output_size=size, flags=lib.FLAX_INFER_TEXT
+                )
+            except BufferTooSmall as exc:
+                # The job ran and its text was lost; run it again with room.
+                if attempt == _SIZE_RETRIES - 1 or not exc.needed or exc.needed <= size:
+                    raise
+                size = exc.needed
+                continue
+            return raw.decode("utf-8", "replace")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def check_input(self, x: Input) -> npt.NDArray[Any] | bytes:
-        """Validate ``x`` against the model's input spec; return it C-contiguous."""
+        """Validate ``x`` against the model's input spec; return it C-contiguous.
+
+        A tokenising model takes text: ``str`` (sent as UTF-8) or bytes of at
+        most ``info.text_max`` bytes.
+        """
         spec = self.info.input
+        if self.info.pre_op == "tokenize":
+            return self._check_text(x)
         if isinstance(x, bytes | bytearray | memoryview):
             data = bytes(x)
             if len(data) != spec.nbytes:
@@ -92,23 +141,40 @@ class Model:
             )
         return np.ascontiguousarray(arr)
 
+    def _check_text(self, x: Input) -> bytes:
+        if isinstance(x, str):
+            data = x.encode("utf-8")
+        elif isinstance(x, bytes | bytearray | memoryview):
+            data = bytes(x)
+        else:
+            raise InvalidArgument(f"input for {self.name!r} must be text (str or UTF-8 bytes)")
+        if len(data) > self.info.text_max:
+            raise InvalidArgument(
+                f"input for {self.name!r} is {len(data)} bytes of text, at most"
+                f" {self.info.text_max}"
+            )
+        return data
+
     def infer_bytes(
         self,
         data: bytes | npt.NDArray[Any],
         *,
         timeout_ms: int = 0,
         output_size: int | None = None,
+        flags: int = 0,
     ) -> bytes:
         """``FLAX_IOC_INFER`` with no checks: send ``data``, return the raw result bytes.
 
         ``output_size`` sets the result buffer (default: the model's
-        ``result_size``), e.g. to provoke ``ENOSPC``.
+        ``result_size``), e.g. to provoke ``ENOSPC``; ``flags`` are
+        ``FLAX_INFER_*`` flags.
         """
         size = self.info.result_size if output_size is None else output_size
         out = ffi.new("char[]", max(size, 1))
         src = ffi.from_buffer(data)
         req = ffi.new("struct flax_infer *")
         req.model_id = self.info.id
+        req.flags = flags
         req.input = uapi.pointer_value(src)
         req.input_size = len(src)
         req.output = uapi.pointer_value(out)
@@ -155,9 +221,64 @@ class Model:
 
     def decode(self, raw: bytes) -> Result:
         """Decode a raw INFER result according to the model's post chain."""
-        if self.info.returns_topk:
-            return decode_topk(raw, self.info.topk)
-        return decode_vector(raw, self.info.output.size)
+        if self.info.returns_classes:
+            return decode_classes(raw, self.info.max_entries, self._cached_labels())
+        return decode_vector(raw, self.info.vec_elems)
+
+    # -- labels --------------------------------------------------------------
+
+    def _cached_labels(self) -> tuple[str, ...]:
+        if self._labels is None:
+            self._labels = self._read_labels()
+        return self._labels
+
+    def labels(self) -> list[str]:
+        """``FLAX_IOC_LABELS_GET``: the model's class names (empty if it has none)."""
+        self._labels = self._read_labels()
+        return list(self._labels)
+
+    def _read_labels(self) -> tuple[str, ...]:
+        size = _LABELS_GUESS
+        ctx = {"model": self.name}
+        for attempt in range(_SIZE_RETRIES):
+            buf = ffi.new("char[]", size)
+            req = ffi.new("struct flax_labels *")
+            req.model_id = self.id
+            req.data = uapi.pointer_value(buf)
+            req.size = size
+            try:
+                self.device.ioctl(
+                    ioctls.LABELS_GET, req, op="LABELS_GET", context={**ctx, "have": size}
+                )
+            except BufferTooSmall:
+                if attempt == _SIZE_RETRIES - 1:
+                    raise
+                size = int(req.size)
+                continue
+            return decode_labels(bytes(ffi.buffer(buf, int(req.size))))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def set_labels(self, labels: Iterable[str] | None, *, validate: bool = True) -> None:
+        """``FLAX_IOC_LABELS_SET``: name the classes (label ``i`` names element ``i``);
+        ``None`` or an empty sequence removes the labels.
+
+        Raises :class:`~pyflaxdev.errors.InvalidArgument` for an empty label, one
+        with a newline or other control character or longer than 127 bytes of
+        UTF-8, and :class:`~pyflaxdev.errors.LabelsTooLarge` for more labels than
+        result elements (or 65536).  ``validate=False`` leaves the checks to the
+        module.
+        """
+        items = tuple(labels or ())
+        if validate:
+            items = check_labels(items, self.info.vec_elems, model=self.name)
+        data = encode_labels(items)
+        keep = ffi.from_buffer(data) if data else ffi.NULL
+        req = ffi.new("struct flax_labels *")
+        req.model_id = self.id
+        req.data = uapi.pointer_value(keep) if data else 0
+        req.size = len(data)
+        self.device.ioctl(ioctls.LABELS_SET, req, op="LABELS_SET", context={"model": self.name})
+        self._labels = items
 
     # -- model management ----------------------------------------------------
 

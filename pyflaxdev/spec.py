@@ -1,9 +1,10 @@
 """Model descriptions in Python terms, and their translation to and from the UAPI.
 
-:class:`ModelInfo` is what ``FLAX_IOC_MODEL_GET`` reports; :func:`build_desc`
-fills a ``struct flax_model_desc`` for ``FLAX_IOC_MODEL_CREATE``.  Python-side
-checks (:func:`validate_create`) only give better messages; the module checks
-everything again.
+:class:`ModelDesc` is a whole ``FLAX_IOC_MODEL_CREATE`` request:
+:meth:`ModelDesc.validate` applies the module's rules with messages that name
+what is wrong, :meth:`ModelDesc.to_desc` fills the ``struct flax_model_desc``.
+:class:`ModelInfo` is what ``FLAX_IOC_MODEL_GET`` reports.  The module checks
+everything again; pyflaxdev's checks only give better messages.
 """
 
 from __future__ import annotations
@@ -12,37 +13,85 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from pyflaxdev.errors import InvalidArgument
-from pyflaxdev.uapi import bits_to_f32, f32_to_bits, ffi, lib, pointer_value
+from pyflaxdev.uapi import bits_to_f32, ffi, lib, pointer_value
 
 __all__ = [
+    "ACCEPTED_CHAINS",
+    "CLASS_OPS",
     "DTYPES",
+    "MAX_WAIT_US",
     "POST_OPS",
     "PRE_OPS",
+    "ModelDesc",
     "ModelInfo",
     "Normalization",
     "NormalizeArg",
+    "PostPlan",
     "TensorSpec",
-    "build_desc",
-    "validate_create",
+    "f32_bits",
+    "plan_post",
 ]
 
 DTYPES: dict[int, np.dtype[Any]] = {
     lib.FLAX_DTYPE_UINT8: np.dtype(np.uint8),
     lib.FLAX_DTYPE_FLOAT32: np.dtype(np.float32),
+    lib.FLAX_DTYPE_INT8: np.dtype(np.int8),
+    lib.FLAX_DTYPE_UINT16: np.dtype(np.uint16),
+    lib.FLAX_DTYPE_INT16: np.dtype(np.int16),
+    lib.FLAX_DTYPE_INT32: np.dtype(np.int32),
+    lib.FLAX_DTYPE_FLOAT16: np.dtype(np.float16),
 }
 _DTYPE_CODES = {dt: code for code, dt in DTYPES.items()}
 
-PRE_OPS: dict[int, str] = {lib.FLAX_PRE_NONE: "none", lib.FLAX_PRE_NORMALIZE: "normalize"}
-POST_OPS: dict[str, int] = {"softmax": lib.FLAX_POST_SOFTMAX, "topk": lib.FLAX_POST_TOPK}
+PRE_OPS: dict[int, str] = {
+    lib.FLAX_PRE_NONE: "none",
+    lib.FLAX_PRE_NORMALIZE: "normalize",
+    lib.FLAX_PRE_TOKENIZE: "tokenize",
+}
+POST_OPS: dict[str, int] = {
+    "softmax": lib.FLAX_POST_SOFTMAX,
+    "topk": lib.FLAX_POST_TOPK,
+    "log_softmax": lib.FLAX_POST_LOG_SOFTMAX,
+    "argmax": lib.FLAX_POST_ARGMAX,
+    "sigmoid": lib.FLAX_POST_SIGMOID,
+    "threshold": lib.FLAX_POST_THRESHOLD,
+    "mean_pool": lib.FLAX_POST_MEAN_POOL,
+    "l2_normalize": lib.FLAX_POST_L2_NORMALIZE,
+}
 _POST_NAMES = {code: name for name, code in POST_OPS.items()}
 
+#: Steps whose result is a ``struct flax_topk_result`` when they end the chain.
+CLASS_OPS = ("topk", "argmax", "threshold")
+
+#: The chains the module accepts, as the UAPI header lists them.
+ACCEPTED_CHAINS = (
+    "(softmax|log_softmax)? (topk|argmax)?",
+    "sigmoid threshold?",
+    "mean_pool? l2_normalize?",
+)
+
+#: Longest batching delay the module accepts (``FLAX_MAX_WAIT_US`` of the
+#: module, 10 s): ``max_queue_delay_us`` of a model and FETCH's ``max_wait_us``.
+MAX_WAIT_US = 10_000_000
+
+_U32_MAX = 0xFFFFFFFF
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def f32_bits(value: float) -> int:
+    """binary32 bit pattern of ``value`` rounded to float32 (overflow gives infinity)."""
+    with np.errstate(over="ignore"):
+        return int(np.array(value, dtype=np.float32).view(np.uint32))
+
+
+def _f32(value: float) -> float:
+    return bits_to_f32(f32_bits(value))
 
 
 @dataclass(frozen=True)
@@ -66,6 +115,11 @@ class TensorSpec:
         return f"{self.dtype.name} [{', '.join(map(str, self.shape))}]"
 
     @classmethod
+    def of(cls, shape: Sequence[int], dtype: npt.DTypeLike) -> TensorSpec:
+        """Build from any int sequence and dtype-like."""
+        return cls(tuple(int(d) for d in shape), np.dtype(dtype))
+
+    @classmethod
     def from_c(cls, spec: Any) -> TensorSpec:
         """Read a ``struct flax_tensor_spec``."""
         dtype = DTYPES.get(spec.dtype)
@@ -85,13 +139,16 @@ class TensorSpec:
 class Normalization:
     """``FLAX_PRE_NORMALIZE`` parameters: float32 ``(x * scale - mean[c]) / std[c]``.
 
-    ``mean`` and ``std`` have 1, last-dimension or element-count entries;
-    element ``i`` (in C order) uses pair ``i % len(mean)``.
+    ``mean`` and ``std`` have 1 entry (every element), one per channel (the
+    last dimension, or the first with ``channel_first``) or one per element.
+    ``clamp`` is ``(lo, hi)``: the result is clipped to it as ``np.clip`` does.
     """
 
     scale: float
     mean: npt.NDArray[np.float32]
     std: npt.NDArray[np.float32]
+    channel_first: bool = False
+    clamp: tuple[float, float] | None = None
 
     @classmethod
     def of(cls, value: NormalizeArg) -> Normalization:
@@ -100,18 +157,268 @@ class Normalization:
             return value
         scale, mean, std = value
         return cls(
-            float(np.float32(scale)),
+            _f32(float(scale)),
             np.atleast_1d(np.asarray(mean, dtype=np.float32)).ravel(),
             np.atleast_1d(np.asarray(std, dtype=np.float32)).ravel(),
+        )
+
+    @property
+    def count(self) -> int:
+        """Number of mean/std pairs."""
+        return int(self.mean.size)
+
+    @property
+    def flags(self) -> int:
+        """The ``FLAX_MODEL_NORM_*`` flags these parameters need."""
+        return (lib.FLAX_MODEL_NORM_CHANNEL_FIRST if self.channel_first else 0) | (
+            lib.FLAX_MODEL_NORM_CLAMP if self.clamp is not None else 0
         )
 
 
 NormalizeArg: TypeAlias = "Normalization | tuple[float, npt.ArrayLike, npt.ArrayLike]"
 
 
+class PostPlan(NamedTuple):
+    """What a post chain yields: ``select`` (a :data:`CLASS_OPS` step or None for a
+    float32 vector) and ``vec_elems``, the length of the vector it works on."""
+
+    select: str | None
+    vec_elems: int
+
+
+def plan_post(post: Sequence[str], output_shape: Sequence[int], *, model: str = "") -> PostPlan:
+    """Check a post chain as the module does (``flax_post_plan()``) and analyse it."""
+    where = f" of {model!r}" if model else ""
+    ops = list(post)
+    unknown = [op for op in ops if op not in POST_OPS]
+    if unknown:
+        raise InvalidArgument(f"unknown post op(s) {unknown}{where}; known: {list(POST_OPS)}")
+    if len(ops) > lib.FLAX_POST_CHAIN_MAX:
+        raise InvalidArgument(
+            f"post chain{where} has {len(ops)} steps, more than {lib.FLAX_POST_CHAIN_MAX}"
+        )
+    shape = tuple(output_shape)
+    vec_elems = math.prod(shape)
+    i = 0
+    select: str | None = None
+    if i < len(ops) and ops[i] in ("softmax", "log_softmax"):
+        i += 1
+    if i < len(ops) and ops[i] in ("topk", "argmax"):
+        select = ops[i]
+        i += 1
+    elif i == 0 and i < len(ops) and ops[i] == "sigmoid":
+        i += 1
+        if i < len(ops) and ops[i] == "threshold":
+            select = ops[i]
+            i += 1
+    elif i == 0:
+        if i < len(ops) and ops[i] == "mean_pool":
+            if len(shape) != 2:
+                raise InvalidArgument(
+                    f"mean_pool{where} needs a 2-D (T, D) output, got shape {list(shape)}"
+                )
+            vec_elems = shape[1]
+            i += 1
+        if i < len(ops) and ops[i] == "l2_normalize":
+            i += 1
+    if i != len(ops):
+        raise InvalidArgument(
+            f"post chain {ops}{where} is not accepted (step {i}, {ops[i]!r}, cannot follow"
+            f" {ops[:i] or 'the start'}); accepted chains: {' | '.join(ACCEPTED_CHAINS)}"
+        )
+    return PostPlan(select, vec_elems)
+
+
+def _shape(value: Sequence[int], what: str) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in value)
+    if not 1 <= len(shape) <= lib.FLAX_MAX_DIMS:
+        raise InvalidArgument(
+            f"{what} must have 1 to {lib.FLAX_MAX_DIMS} dimensions, got {list(shape)}"
+        )
+    if any(d < 1 or d > _U32_MAX for d in shape):
+        raise InvalidArgument(f"{what} dimensions must be positive, got {list(shape)}")
+    if math.prod(shape) > _U32_MAX:
+        raise InvalidArgument(f"{what} {list(shape)} has more than 2^32 - 1 elements")
+    return shape
+
+
+def _u32(value: int, what: str, hi: int = _U32_MAX) -> None:
+    if not 0 <= value <= hi:
+        raise InvalidArgument(f"{what} must be 0 to {hi}, got {value}")
+
+
+@dataclass(frozen=True)
+class ModelDesc:
+    """A whole ``FLAX_IOC_MODEL_CREATE`` request.
+
+    ``post`` is the postprocessing chain (:data:`ACCEPTED_CHAINS`); ``topk`` is
+    k with a ``"topk"`` step, else 0; ``threshold`` is the ``"threshold"``
+    step's cut-off, else 0.  ``nslots``, ``timeout_ms``, ``max_batch`` and
+    ``max_queue`` of 0 take the module's defaults (module default, module
+    default, ``nslots``, ``nslots``); ``max_queue_delay_us`` 0 means FETCH
+    does not wait to fill a batch.
+    """
+
+    name: str
+    input: TensorSpec
+    output: TensorSpec
+    normalize: Normalization | None = None
+    post: tuple[str, ...] = ()
+    topk: int = 0
+    threshold: float = 0.0
+    nslots: int = 0
+    timeout_ms: int = 0
+    max_batch: int = 0
+    max_queue_delay_us: int = 0
+    max_queue: int = 0
+
+    @property
+    def vec_elems(self) -> int:
+        """Length of the vector the chain ends on (D after ``mean_pool``)."""
+        if "mean_pool" in self.post and len(self.output.shape) == 2:
+            return self.output.shape[1]
+        return self.output.size
+
+    def validate(self) -> ModelDesc:
+        """Check the request as the module will; raise :class:`InvalidArgument` naming
+        the problem.  Returns ``self``."""
+        name = self.name
+        if (
+            not 1 <= len(name) < lib.FLAX_NAME_MAX
+            or not _NAME_RE.fullmatch(name)
+            or name in (".", "..")
+        ):
+            raise InvalidArgument(
+                f"model name {name!r} must be 1 to {lib.FLAX_NAME_MAX - 1} characters"
+                " from [A-Za-z0-9_.-], not '.' or '..'"
+            )
+        in_shape = _shape(self.input.shape, f"input shape of {name!r}")
+        out_shape = _shape(self.output.shape, f"output shape of {name!r}")
+        if self.input.dtype not in _DTYPE_CODES:
+            known = ", ".join(str(dt) for dt in DTYPES.values())
+            raise InvalidArgument(
+                f"input dtype of {name!r} must be one of {known}, not {self.input.dtype}"
+            )
+        if self.output.dtype != np.float32:
+            raise InvalidArgument(
+                f"output dtype of {name!r} must be float32, not {self.output.dtype}"
+            )
+        plan = plan_post(self.post, out_shape, model=name)
+        self._check_selection(plan)
+        if self.normalize is not None:
+            _check_norm(self.normalize, in_shape, name)
+        self._check_knobs()
+        return self
+
+    def _check_selection(self, plan: PostPlan) -> None:
+        name = self.name
+        if plan.select == "topk":
+            kmax = min(lib.FLAX_TOPK_MAX, plan.vec_elems)
+            if not 1 <= self.topk <= kmax:
+                raise InvalidArgument(f"topk for {name!r} must be 1 to {kmax}, got {self.topk}")
+        elif self.topk:
+            raise InvalidArgument(
+                f"topk for {name!r} must be 0 without a 'topk' step, got {self.topk}"
+            )
+        if plan.select == "threshold":
+            if math.isnan(self.threshold):
+                raise InvalidArgument(f"threshold for {name!r} must not be NaN")
+        elif f32_bits(self.threshold):
+            raise InvalidArgument(
+                f"threshold for {name!r} must be 0 without a 'threshold' step, got {self.threshold}"
+            )
+
+    def _check_knobs(self) -> None:
+        name = self.name
+        for what, value in (
+            ("nslots", self.nslots),
+            ("timeout_ms", self.timeout_ms),
+            ("max_batch", self.max_batch),
+            ("max_queue", self.max_queue),
+        ):
+            _u32(value, f"{what} of {name!r}")
+            if what in ("max_batch", "max_queue") and self.nslots and value > self.nslots:
+                raise InvalidArgument(
+                    f"{what} of {name!r} must be at most nslots ({self.nslots}), got {value}"
+                )
+        _u32(self.max_queue_delay_us, f"max_queue_delay_us of {name!r}", MAX_WAIT_US)
+
+    def to_desc(self) -> tuple[Any, list[Any]]:
+        """Fill a ``struct flax_model_desc`` (``FLAX_MODEL_DESC_SIZE_VER1``) for MODEL_CREATE.
+
+        Returns the struct and the cffi objects that must stay alive during the
+        ioctl (the mean/std arrays its pointers refer to).  Does not validate.
+        """
+        desc = ffi.new("struct flax_model_desc *")
+        keep: list[Any] = []
+        desc.name = self.name.encode("utf-8", "replace")[: lib.FLAX_NAME_MAX - 1]
+        self.input.to_c(desc.input)
+        self.output.to_c(desc.output)
+        norm = self.normalize
+        if norm is not None:
+            mean = ffi.new("uint32_t[]", [f32_bits(float(v)) for v in norm.mean])
+            std = ffi.new("uint32_t[]", [f32_bits(float(v)) for v in norm.std])
+            keep += [mean, std]
+            desc.pre_op = lib.FLAX_PRE_NORMALIZE
+            desc.flags = norm.flags
+            desc.norm_count = norm.count
+            desc.norm_scale = f32_bits(norm.scale)
+            desc.norm_mean = pointer_value(mean)
+            desc.norm_std = pointer_value(std)
+            if norm.clamp is not None:
+                desc.clamp_lo = f32_bits(norm.clamp[0])
+                desc.clamp_hi = f32_bits(norm.clamp[1])
+        else:
+            desc.pre_op = lib.FLAX_PRE_NONE
+        for i, op in enumerate(self.post[: lib.FLAX_POST_CHAIN_MAX]):
+            desc.post_ops[i] = POST_OPS.get(op, 0xFF)
+        desc.topk = self.topk
+        desc.threshold = f32_bits(self.threshold)
+        desc.nslots = self.nslots
+        desc.timeout_ms = self.timeout_ms
+        desc.max_batch = self.max_batch
+        desc.max_queue_delay_us = self.max_queue_delay_us
+        desc.max_queue = self.max_queue
+        return desc, keep
+
+
+def _check_norm(norm: Normalization, shape: tuple[int, ...], name: str) -> None:
+    count = norm.count
+    where = f"normalisation of {name!r}"
+    if norm.std.size != count:
+        raise InvalidArgument(f"{where}: {count} means but {norm.std.size} stds")
+    channels = shape[0] if norm.channel_first else shape[-1]
+    allowed = sorted({1, channels, math.prod(shape)})
+    if count not in allowed:
+        layout = "first" if norm.channel_first else "last"
+        raise InvalidArgument(
+            f"{where}: {count} mean/std pairs; must be one of {allowed} (one, per channel"
+            f" with channels {layout}, per element of {list(shape)})"
+        )
+    if not math.isfinite(_f32(norm.scale)):
+        raise InvalidArgument(f"{where}: scale must be finite, got {norm.scale}")
+    if not np.all(np.isfinite(norm.mean)):
+        raise InvalidArgument(f"{where}: every mean must be finite")
+    if not np.all(norm.std > 0) or not np.all(np.isfinite(norm.std)):
+        raise InvalidArgument(f"{where}: every std must be finite and > 0")
+    if norm.clamp is not None:
+        lo, hi = (_f32(v) for v in norm.clamp)
+        if math.isnan(lo) or math.isnan(hi) or lo > hi:
+            raise InvalidArgument(
+                f"{where}: clamp must be (lo, hi) with lo <= hi, got {norm.clamp}"
+            )
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model as ``FLAX_IOC_MODEL_GET`` describes it."""
+    """A model as ``FLAX_IOC_MODEL_GET`` describes it.
+
+    ``topk``, ``threshold``, ``timeout_ms``, ``max_batch``,
+    ``max_queue_delay_us``, ``max_queue``, ``result_size`` and ``text_size``
+    are the values when it was read: they may change through sysfs.
+    ``text_max`` is the longest text a tokenising model (``pre_op``
+    ``"tokenize"``) takes; its ``input`` is what the worker sees.
+    """
 
     id: int
     name: str
@@ -125,6 +432,14 @@ class ModelInfo:
     nslots: int
     timeout_ms: int
     result_size: int
+    threshold: float = 0.0
+    max_batch: int = 0
+    max_queue_delay_us: int = 0
+    max_queue: int = 0
+    text_size: int = 0
+    flags: int = 0
+    clamp: tuple[float, float] | None = None
+    text_max: int = 0
 
     @property
     def worker_input(self) -> TensorSpec:
@@ -134,9 +449,49 @@ class ModelInfo:
         return self.input
 
     @property
+    def channel_first(self) -> bool:
+        """Normalisation pairs go with the first dimension (``FLAX_MODEL_NORM_CHANNEL_FIRST``)."""
+        return bool(self.flags & lib.FLAX_MODEL_NORM_CHANNEL_FIRST)
+
+    @property
+    def knobs(self) -> dict[str, int]:
+        """The live queueing settings: ``timeout_ms``, ``max_batch``, ``max_queue_delay_us``,
+        ``max_queue``."""
+        return {
+            "timeout_ms": self.timeout_ms,
+            "max_batch": self.max_batch,
+            "max_queue_delay_us": self.max_queue_delay_us,
+            "max_queue": self.max_queue,
+        }
+
+    @property
+    def select(self) -> str | None:
+        """The chain's last step when it yields classes (topk, argmax, threshold), else None."""
+        return self.post[-1] if self.post and self.post[-1] in CLASS_OPS else None
+
+    @property
+    def returns_classes(self) -> bool:
+        """Whether a result is a ``struct flax_topk_result`` (topk, argmax, threshold)."""
+        return self.select is not None
+
+    @property
     def returns_topk(self) -> bool:
-        """Whether a result is a ``struct flax_topk_result`` (chain ends in top-k)."""
-        return bool(self.post) and self.post[-1] == "topk"
+        """Alias of :attr:`returns_classes` (its name before argmax and threshold)."""
+        return self.returns_classes
+
+    @property
+    def vec_elems(self) -> int:
+        """Length of the vector the chain ends on: D after ``mean_pool``, else the output's."""
+        if "mean_pool" in self.post and len(self.output.shape) == 2:
+            return self.output.shape[1]
+        return self.output.size
+
+    @property
+    def max_entries(self) -> int:
+        """Most entries of a class result (k, 1, or every element for threshold); 0 for vectors."""
+        return {"topk": self.topk, "argmax": 1, "threshold": self.vec_elems}.get(
+            self.select or "", 0
+        )
 
     @classmethod
     def from_desc(cls, desc: Any) -> ModelInfo:
@@ -146,6 +501,10 @@ class ModelInfo:
             if code == lib.FLAX_POST_END:
                 break
             post.append(_POST_NAMES.get(code, f"op{code}"))
+        flags = int(desc.flags)
+        clamp = None
+        if flags & lib.FLAX_MODEL_NORM_CLAMP:
+            clamp = (bits_to_f32(desc.clamp_lo), bits_to_f32(desc.clamp_hi))
         return cls(
             id=int(desc.id),
             name=ffi.string(desc.name).decode("ascii", "replace"),
@@ -159,110 +518,12 @@ class ModelInfo:
             nslots=int(desc.nslots),
             timeout_ms=int(desc.timeout_ms),
             result_size=int(desc.result_size),
+            threshold=bits_to_f32(desc.threshold),
+            max_batch=int(desc.max_batch),
+            max_queue_delay_us=int(desc.max_queue_delay_us),
+            max_queue=int(desc.max_queue),
+            text_size=int(desc.text_size),
+            flags=flags,
+            clamp=clamp,
+            text_max=int(desc.text_max),
         )
-
-
-def _shape(value: Sequence[int], what: str) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in value)
-    if not 1 <= len(shape) <= lib.FLAX_MAX_DIMS:
-        raise InvalidArgument(
-            f"{what} must have 1 to {lib.FLAX_MAX_DIMS} dimensions, got {list(shape)}"
-        )
-    if any(d < 1 or d > 0xFFFFFFFF for d in shape):
-        raise InvalidArgument(f"{what} dimensions must be positive, got {list(shape)}")
-    return shape
-
-
-def validate_create(
-    name: str,
-    input: TensorSpec,
-    output: TensorSpec,
-    normalize: Normalization | None,
-    post: Sequence[str],
-    topk: int,
-    nslots: int,
-    timeout_ms: int,
-) -> None:
-    """Check a model description as the module will, with messages naming the problem."""
-    if not 1 <= len(name) < lib.FLAX_NAME_MAX or not _NAME_RE.fullmatch(name):
-        raise InvalidArgument(
-            f"model name {name!r} must be 1 to {lib.FLAX_NAME_MAX - 1} characters"
-            " from [A-Za-z0-9_.-]"
-        )
-    _shape(input.shape, f"input shape of {name!r}")
-    _shape(output.shape, f"output shape of {name!r}")
-    if input.dtype not in _DTYPE_CODES:
-        raise InvalidArgument(
-            f"input dtype of {name!r} must be uint8 or float32, not {input.dtype}"
-        )
-    if output.dtype != np.float32:
-        raise InvalidArgument(f"output dtype of {name!r} must be float32, not {output.dtype}")
-    unknown = [op for op in post if op not in POST_OPS]
-    if unknown:
-        raise InvalidArgument(f"unknown post op(s) {unknown} for {name!r}; known: {list(POST_OPS)}")
-    if len(post) > lib.FLAX_POST_CHAIN_MAX:
-        raise InvalidArgument(f"post chain of {name!r} longer than {lib.FLAX_POST_CHAIN_MAX}")
-    if len(set(post)) != len(post) or ("topk" in post and post[-1] != "topk"):
-        raise InvalidArgument(
-            f"post chain of {name!r} must use each op once, top-k last; got {list(post)}"
-        )
-    if "topk" in post:
-        kmax = min(lib.FLAX_TOPK_MAX, output.size)
-        if not 1 <= topk <= kmax:
-            raise InvalidArgument(f"topk for {name!r} must be 1 to {kmax}, got {topk}")
-    if normalize is not None:
-        count = normalize.mean.size
-        allowed = sorted({1, input.shape[-1], input.size})
-        if normalize.std.size != count:
-            raise InvalidArgument(
-                f"normalisation of {name!r}: {count} means but {normalize.std.size} stds"
-            )
-        if count not in allowed:
-            raise InvalidArgument(
-                f"normalisation of {name!r}: {count} mean/std pairs; must be one of {allowed}"
-                f" (one, per channel, per element of {list(input.shape)})"
-            )
-        if not np.all(normalize.std > 0) or not np.all(np.isfinite(normalize.std)):
-            raise InvalidArgument(f"normalisation of {name!r}: every std must be finite and > 0")
-    if nslots < 0 or timeout_ms < 0:
-        raise InvalidArgument(f"nslots and timeout_ms of {name!r} must be >= 0")
-
-
-def build_desc(
-    name: str,
-    input: TensorSpec,
-    output: TensorSpec,
-    normalize: Normalization | None,
-    post: Sequence[str],
-    topk: int,
-    nslots: int,
-    timeout_ms: int,
-) -> tuple[Any, list[Any]]:
-    """Fill a ``struct flax_model_desc`` for MODEL_CREATE.
-
-    Returns the struct and the cffi objects that must stay alive during the
-    ioctl (the mean/std arrays its pointers refer to).
-    """
-    desc = ffi.new("struct flax_model_desc *")
-    keep: list[Any] = []
-    encoded = name.encode("utf-8", "replace")
-    desc.name = encoded[: lib.FLAX_NAME_MAX - 1]
-    input.to_c(desc.input)
-    output.to_c(desc.output)
-    if normalize is not None:
-        mean = ffi.new("uint32_t[]", normalize.mean.astype(np.float32).view(np.uint32).tolist())
-        std = ffi.new("uint32_t[]", normalize.std.astype(np.float32).view(np.uint32).tolist())
-        keep += [mean, std]
-        desc.pre_op = lib.FLAX_PRE_NORMALIZE
-        desc.norm_count = normalize.mean.size
-        desc.norm_scale = f32_to_bits(normalize.scale)
-        desc.norm_mean = pointer_value(mean)
-        desc.norm_std = pointer_value(std)
-    else:
-        desc.pre_op = lib.FLAX_PRE_NONE
-    for i, op in enumerate(post[: lib.FLAX_POST_CHAIN_MAX]):
-        desc.post_ops[i] = POST_OPS.get(op, 0xFF)
-    desc.topk = topk if "topk" in post else 0
-    desc.nslots = nslots
-    desc.timeout_ms = timeout_ms
-    return desc, keep

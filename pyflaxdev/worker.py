@@ -45,7 +45,7 @@ from pyflaxdev.errors import FlaxError, InvalidArgument, ModelGone, ModelNotFoun
 from pyflaxdev.model import Model
 from pyflaxdev.region import Layout, Region
 from pyflaxdev.runner import DEFAULT_BATCH_SIZES, ApplyFn, BatchRunner, plan_batches
-from pyflaxdev.spec import ModelInfo
+from pyflaxdev.spec import MAX_WAIT_US, ModelInfo
 from pyflaxdev.uapi import ffi, numpy_dtype
 
 __all__ = [
@@ -199,14 +199,18 @@ class Worker:
         completions: Completions | Sequence[tuple[int, int, int]] | None = None,
         *,
         max_jobs: int | None = None,
-        max_wait_us: int = 0,
+        max_wait_us: int | None = None,
         timeout_ms: int = DEFAULT_FETCH_TIMEOUT_MS,
     ) -> Batch:
         """``FLAX_IOC_FETCH``: apply ``completions``, then take up to ``max_jobs`` jobs.
 
-        Waits up to ``timeout_ms`` (0: forever) for a first job, then up to
-        ``max_wait_us`` for more.  Returns an empty batch on timeout, and an empty
-        batch with ``interrupted=True`` on ``EINTR``.
+        Waits up to ``timeout_ms`` (0: forever) for a first job, then for more
+        until the batch is full or the oldest job has waited the batching delay.
+        ``max_jobs`` (default: nslots) and ``max_wait_us`` (default
+        :data:`~pyflaxdev.spec.MAX_WAIT_US`, 10 s) are this worker's caps: the
+        model's ``max_batch`` and ``max_queue_delay_us`` apply when smaller, so
+        by default the model's settings govern.  Returns an empty batch on
+        timeout, and an empty batch with ``interrupted=True`` on ``EINTR``.
         """
         if self.region is None:
             raise InvalidArgument("fetch() before attach()")
@@ -219,7 +223,7 @@ class Worker:
             req.completions = comp.pointer
             req.ncomplete = comp.count
         req.max_jobs = self.info.nslots if max_jobs is None else max_jobs
-        req.max_wait_us = max_wait_us
+        req.max_wait_us = MAX_WAIT_US if max_wait_us is None else max_wait_us
         req.timeout_ms = timeout_ms
         result = uapi.ioctl(self.device.fileno(), ioctls.FETCH, req)
         if result == -errno.EINTR:
@@ -246,7 +250,7 @@ def serve(
     model: str | Model,
     device: str | Device | None = None,
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    max_wait_us: int = 0,
+    max_wait_us: int | None = None,
     fetch_timeout_ms: int = DEFAULT_FETCH_TIMEOUT_MS,
     stop: threading.Event | None = None,
     ready: Callable[[], object] | None = None,
@@ -259,8 +263,10 @@ def serve(
     the model normalises, else the input dtype) to ``[batch, *output_shape]``.
     Every batch size in ``batch_sizes`` (capped by the model's slots) is
     compiled before attaching; then ``ready()`` is called and jobs are served,
-    each FETCH taking up to the largest size and waiting ``max_wait_us`` for a
-    batch to fill.  ``stop`` is polled every ``fetch_timeout_ms``.  Returns the
+    each FETCH taking up to the largest size (the worker's capacity) and
+    waiting for a batch to fill as long as the model's ``max_queue_delay_us``
+    says, capped by ``max_wait_us`` (default: no cap of the worker's own).
+    ``stop`` is polled every ``fetch_timeout_ms``.  Returns the
     worker's counters (also updated live in ``stats`` if given).
     """
     stats = stats if stats is not None else WorkerStats()
@@ -285,7 +291,7 @@ def _loop(
     region: Region,
     runner: BatchRunner,
     max_jobs: int,
-    max_wait_us: int,
+    max_wait_us: int | None,
     fetch_timeout_ms: int,
     stop: threading.Event | None,
     stats: WorkerStats,

@@ -2,8 +2,11 @@
 
 The input is a file (or ``-`` for stdin) holding either the raw input bytes or
 a ``.npy`` array, or ``--heldout N``: image N of the shipped model's held-out
-split.  A top-k result prints as ``label<TAB>probability`` lines, best first;
-any other result as ``index<TAB>value`` lines.
+split.  A class result (topk, argmax, threshold) prints as ``label<TAB>score``
+lines in result order, with the model's labels (set at creation or with
+``labels`` in sysfs; else the shipped model's, else the class index); any
+other result as ``index<TAB>value`` lines.  ``--text`` prints the module's own
+text form of the result (``FLAX_INFER_TEXT``) instead.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from pyflaxdev.commands._common import doc, zoo_spec
 from pyflaxdev.device import Device
 from pyflaxdev.errors import InvalidArgument
-from pyflaxdev.results import TopK
+from pyflaxdev.results import Classes
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -38,7 +41,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--spec", metavar="NAME", help="shipped model for labels and --heldout (default: MODEL)"
     )
     p.add_argument("--timeout-ms", type=int, default=0, help="request timeout (default: model's)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the result as JSON")
+    out.add_argument(
+        "--text", action="store_true", help="print the module's text result (FLAX_INFER_TEXT)"
+    )
     p.set_defaults(run=run)
 
 
@@ -66,15 +73,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         x = read_input(args.input)
     with Device(args.device) as dev:
-        result = dev.model(args.model).infer(x, timeout_ms=args.timeout_ms)
-    label = spec.label if spec is not None else str
-    if isinstance(result, TopK):
-        rows = [(label(i), s) for i, s in result.pairs()]
+        model = dev.model(args.model)
+        if args.text:
+            sys.stdout.write(model.infer_text(x, timeout_ms=args.timeout_ms))
+            return 0
+        result = model.infer(x, timeout_ms=args.timeout_ms)
+    if isinstance(result, Classes):
+        if result.labels is None and spec is not None:
+            result = result.with_labels(spec.labels)
+        rows = [(i, result.label(i), s) for i, s in result.pairs()]
     else:
-        rows = [(str(i), float(v)) for i, v in enumerate(result)]
+        rows = [(i, str(i), float(v)) for i, v in enumerate(result)]
     if args.json:
-        print(json.dumps([{"label": lab, "score": s} for lab, s in rows]))
+        print(json.dumps([{"index": i, "label": lab, "score": s} for i, lab, s in rows]))
     else:
-        for lab, s in rows:
+        for _, lab, s in rows:
             print(f"{lab}\t{s:.6f}")
     return 0

@@ -1,8 +1,15 @@
 """``flaxdev serve MODEL``: run a worker for a shipped model until SIGINT/SIGTERM.
 
 With ``--create`` the device model is created from the shipped description if
-it does not exist.  The worker compiles its batch sizes, attaches, prints a
-line containing :data:`READY_MARK` to stderr and serves.  The loop runs in a
+it does not exist, with the shipped labels (digits: zero to nine) or those of
+``--labels FILE`` (one per line; also uploaded to an existing model) and the
+queueing settings ``--max-batch``, ``--max-queue-delay-us`` and
+``--max-queue`` (an existing model keeps its own: change them in sysfs).  The
+worker takes up to its largest batch size per FETCH and lets the model's
+``max_queue_delay_us`` decide how long to wait for a batch to fill
+(``--max-wait-us`` caps that wait for this worker only).  It compiles its
+batch sizes, attaches, prints a line containing :data:`READY_MARK` to stderr
+and serves.  The loop runs in a
 thread that blocks signals; the main thread turns SIGINT/SIGTERM into a stop
 request, so a FETCH is never interrupted half-way.
 """
@@ -12,13 +19,20 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pyflaxdev.commands._common import check_positive, doc, int_list, progress, zoo_spec
 from pyflaxdev.device import Device
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
+from pyflaxdev.labels import decode_labels
 from pyflaxdev.runner import DEFAULT_BATCH_SIZES
+from pyflaxdev.spec import ModelInfo
 from pyflaxdev.worker import WorkerStats, block_async_signals, serve
+
+if TYPE_CHECKING:
+    from pyflaxdev.models import ModelSpec
 
 READY_MARK = "worker ready"
 
@@ -48,14 +62,38 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         default=None,
         metavar="N",
-        help="largest batch (drops larger sizes, adds N)",
+        help="the model's max_batch, with --create; also the largest compiled batch size"
+        " (drops larger sizes, adds N)",
+    )
+    p.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=0,
+        metavar="US",
+        help="the model's max_queue_delay_us, with --create: how long FETCH waits for a"
+        " batch to fill once a job is queued (default 0, at most 10000000)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the model's max_queue, with --create (default: nslots)",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="class labels, one per line (default with --create: the shipped model's)",
     )
     p.add_argument(
         "--max-wait-us",
         type=int,
-        default=0,
+        default=None,
         metavar="US",
-        help="how long FETCH waits for a batch to fill (default 0)",
+        help="this worker's cap on the batching wait (default: none, the model's"
+        " max_queue_delay_us governs)",
     )
     p.add_argument(
         "--fetch-timeout-ms",
@@ -75,23 +113,61 @@ def batch_sizes(sizes: tuple[int, ...], max_batch: int | None) -> tuple[int, ...
     return (*(b for b in sorted(set(sizes)) if b < max_batch), max_batch)
 
 
+def read_labels(path: Path) -> tuple[str, ...]:
+    """Labels from a file, one per line (blank lines at the end ignored)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read labels from {path}: {exc.strerror}") from None
+    return decode_labels(data.rstrip(b"\n") + b"\n" if data.strip() else b"")
+
+
+def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -> ModelInfo:
+    """Find (or with ``--create`` create) the device model; upload ``--labels``."""
+    labels = read_labels(args.labels) if args.labels is not None else None
+    try:
+        model = dev.model(name)
+    except ModelNotFound:
+        if not args.create:
+            raise ModelNotFound(
+                f"model {name!r} not found (ENOENT); use --create to create it"
+            ) from None
+        model = spec.create(
+            dev,
+            name=name,
+            nslots=args.nslots,
+            timeout_ms=args.timeout_ms,
+            max_batch=args.max_batch or 0,
+            max_queue_delay_us=args.max_queue_delay_us,
+            max_queue=args.max_queue,
+            labels=labels,
+            exist_ok=True,
+        )
+        info = model.info
+        progress(
+            f"created model {name!r} (id {info.id}, {info.nslots} slots, max_batch"
+            f" {info.max_batch}, max_queue_delay_us {info.max_queue_delay_us})"
+        )
+    else:
+        if labels is not None:
+            model.set_labels(labels)
+        if args.max_batch or args.max_queue_delay_us or args.max_queue:
+            progress(
+                f"model {name!r} exists: --max-batch, --max-queue-delay-us and --max-queue"
+                " apply only with --create (write them in sysfs instead)"
+            )
+    if labels is not None:
+        progress(f"model {name!r}: {len(labels)} labels from {args.labels}")
+    return model.info
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal or the model's destruction."""
     spec = zoo_spec(args.model)
     name = args.name or spec.name
     sizes = batch_sizes(args.batch_sizes, args.max_batch)
     with Device(args.device) as dev:
-        try:
-            info = dev.describe(name)
-        except ModelNotFound:
-            if not args.create:
-                raise ModelNotFound(
-                    f"model {name!r} not found (ENOENT); use --create to create it"
-                ) from None
-            info = spec.create(
-                dev, name=name, nslots=args.nslots, timeout_ms=args.timeout_ms, exist_ok=True
-            ).info
-            progress(f"created model {name!r} (id {info.id}, {info.nslots} slots)")
+        info = prepare(dev, args, spec, name)
         if info.input != spec.input or info.output != spec.output:
             raise InvalidArgument(
                 f"device model {name!r} is {info.input} -> {info.output}, but shipped"
@@ -103,9 +179,10 @@ def run(args: argparse.Namespace) -> int:
     errors: list[BaseException] = []
 
     def ready() -> None:
+        cap = "none" if args.max_wait_us is None else f"{args.max_wait_us} µs"
         progress(
             f"{READY_MARK}: model {name!r}, batch sizes {list(sizes)},"
-            f" max wait {args.max_wait_us} µs"
+            f" max_queue_delay_us {info.max_queue_delay_us}, worker wait cap {cap}"
         )
 
     def work() -> None:

@@ -1,72 +1,167 @@
-"""``flaxdev status``: the models in sysfs (``/sys/class/misc/flax/models``) as a table."""
+"""``flaxdev status``: every model in sysfs (``/sys/class/misc/flax/models``) as tables.
+
+Three tables, one row per model: what it is and what it has done
+(requests, completed, errors, timeouts), its live settings (writable by root
+in sysfs: topk, threshold, timeout_ms, max_batch, max_queue_delay_us,
+max_queue), and its timing (mean batch size and mean times per request).
+``--hist`` adds the batch-size and latency histograms.  A value that could
+not be read prints as ``-``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from pyflaxdev import sysfs
 from pyflaxdev.commands._common import doc
+from pyflaxdev.sysfs import ModelStatus
 
-COLUMNS = (
-    ("NAME", None),
-    ("ID", "id"),
-    ("INPUT", None),
-    ("OUTPUT", "output_shape"),
-    ("PRE", "pre_op"),
-    ("POST", "post_ops"),
-    ("K", "topk"),
-    ("SLOTS", "nslots"),
-    ("WORKERS", "workers"),
-    ("QUEUED", "queued"),
-    ("REQUESTS", "requests"),
-    ("COMPLETED", "completed"),
-    ("ERRORS", "errors"),
-    ("TIMEOUTS", "timeouts"),
+JSON_HELP = """\
+--json prints {"sysfs": ROOT, "models": {NAME: MODEL}} where MODEL has the keys
+  name, path;
+  specs: id, input_shape, input_dtype, output_shape, pre_op, post_ops, nslots,
+    result_size, text_size;
+  settings: topk, threshold, timeout_ms, max_batch, max_queue_delay_us,
+    max_queue, norm_mean, norm_std;
+  queue: queued, in_flight, workers;
+  stats: requests, completed, errors, timeouts, batches, batched, queue_ns,
+    compute_ns, pre_ns, post_ns, total_ns, batch_hist (13 counts: 1, 2, 3-4,
+    5-8, ... jobs), latency_hist (24 counts: <1 us, [1, 2) us, [2, 4) us, ...),
+    mean_batch, mean_latency_us, mean_queue_us, mean_compute_us;
+  labels: list of str.
+Shapes and histograms are lists of int, threshold and means numbers; a value
+that could not be read is null.  Keys are only ever added."""
+
+Cell = Callable[[ModelStatus], object]
+
+
+def _join(values: list[int] | list[str] | None) -> str | None:
+    return None if values is None else " ".join(map(str, values)) or "none"
+
+
+def _input(m: ModelStatus) -> str:
+    dtype = m.specs.input_dtype or "-"
+    return f"{dtype} {_join(m.specs.input_shape) or '-'}"
+
+
+def _labels(m: ModelStatus) -> object:
+    return None if m.labels is None else len(m.labels)
+
+
+SUMMARY: tuple[tuple[str, Cell], ...] = (
+    ("NAME", lambda m: m.name),
+    ("ID", lambda m: m.specs.id),
+    ("INPUT", _input),
+    ("OUTPUT", lambda m: _join(m.specs.output_shape)),
+    ("PRE", lambda m: m.specs.pre_op),
+    ("POST", lambda m: _join(m.specs.post_ops)),
+    ("SLOTS", lambda m: m.specs.nslots),
+    ("WORKERS", lambda m: m.queue.workers),
+    ("QUEUED", lambda m: m.queue.queued),
+    ("IN_FLIGHT", lambda m: m.queue.in_flight),
+    ("REQUESTS", lambda m: m.stats.requests),
+    ("COMPLETED", lambda m: m.stats.completed),
+    ("ERRORS", lambda m: m.stats.errors),
+    ("TIMEOUTS", lambda m: m.stats.timeouts),
+)
+
+SETTINGS: tuple[tuple[str, Cell], ...] = (
+    ("NAME", lambda m: m.name),
+    ("K", lambda m: m.settings.topk),
+    ("THRESHOLD", lambda m: m.settings.threshold),
+    ("TIMEOUT_MS", lambda m: m.settings.timeout_ms),
+    ("MAX_BATCH", lambda m: m.settings.max_batch),
+    ("MAX_QUEUE_DELAY_US", lambda m: m.settings.max_queue_delay_us),
+    ("MAX_QUEUE", lambda m: m.settings.max_queue),
+    ("NORM_PAIRS", lambda m: None if m.settings.norm_mean is None else len(m.settings.norm_mean)),
+    ("LABELS", _labels),
+    ("RESULT_BYTES", lambda m: m.specs.result_size),
+    ("TEXT_BYTES", lambda m: m.specs.text_size),
+)
+
+
+def _us(ns: int | None, n: int | None) -> float | None:
+    return ns / n / 1000.0 if ns is not None and n else None
+
+
+TIMING: tuple[tuple[str, Cell], ...] = (
+    ("NAME", lambda m: m.name),
+    ("BATCHES", lambda m: m.stats.batches),
+    ("BATCHED", lambda m: m.stats.batched),
+    ("MEAN_BATCH", lambda m: m.stats.mean_batch),
+    ("MEAN_LATENCY_US", lambda m: m.stats.mean_latency_us),
+    ("MEAN_QUEUE_US", lambda m: m.stats.mean_queue_us),
+    ("MEAN_COMPUTE_US", lambda m: m.stats.mean_compute_us),
+    ("MEAN_PRE_US", lambda m: _us(m.stats.pre_ns, m.stats.requests)),
+    ("MEAN_POST_US", lambda m: _us(m.stats.post_ns, m.stats.completed)),
 )
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``status``."""
-    p = sub.add_parser("status", help="models and their counters (sysfs)", description=doc(__doc__))
-    p.add_argument("--json", action="store_true", help="print JSON (values as in sysfs)")
-    p.add_argument("--all", action="store_true", help="also read every other readable attribute")
+    p = sub.add_parser(
+        "status",
+        help="models, settings and statistics (sysfs)",
+        description=doc(__doc__),
+        epilog=JSON_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (keys below)")
+    p.add_argument("--hist", action="store_true", help="also print the histograms")
     p.set_defaults(run=run)
 
 
-def _value(attrs: dict[str, str | None], key: str) -> str:
-    value = attrs.get(key)
-    return "-" if value is None else " ".join(value.split())
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.0f}"
+    return " ".join(str(value).split())
 
 
-def table(models: dict[str, dict[str, str | None]]) -> list[list[str]]:
-    """Rows (header first) for the status table."""
-    rows = [[title for title, _ in COLUMNS]]
-    for name, attrs in models.items():
-        row = []
-        for title, key in COLUMNS:
-            if title == "NAME":
-                row.append(name)
-            elif title == "INPUT":
-                row.append(f"{_value(attrs, 'input_dtype')} {_value(attrs, 'input_shape')}")
-            else:
-                assert key is not None
-                row.append(_value(attrs, key))
-        rows.append(row)
+def table(models: list[ModelStatus], columns: tuple[tuple[str, Cell], ...]) -> list[list[str]]:
+    """Rows (header first) of one table."""
+    rows = [[title for title, _ in columns]]
+    rows += [[_cell(get(m)) for _, get in columns] for m in models]
     return rows
 
 
+def render(rows: list[list[str]]) -> list[str]:
+    """Rows as aligned lines."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def histograms(m: ModelStatus) -> list[str]:
+    """The non-empty histogram buckets of one model, one line per histogram."""
+    out = []
+    for title, counts, names in (
+        ("batch size (jobs)", m.stats.batch_hist, sysfs.batch_bucket_names()),
+        ("latency (µs)", m.stats.latency_hist, sysfs.latency_bucket_names()),
+    ):
+        if counts is None:
+            cells = "-"
+        else:
+            cells = "  ".join(f"{n}: {c}" for n, c in zip(names, counts, strict=False) if c)
+        out.append(f"{m.name} {title}: {cells or 'empty'}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the table (or JSON)."""
-    models = sysfs.models(every=args.all)
+    """Print the tables (or JSON)."""
+    models = sysfs.read_all()
     if args.json:
-        print(json.dumps({"sysfs": str(sysfs.sysfs_root()), "models": models}, indent=1))
+        doc_ = {"sysfs": str(sysfs.sysfs_root()), "models": {m.name: m.as_dict() for m in models}}
+        print(json.dumps(doc_, indent=1))
         return 0
-    rows = table(models)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
     if not models:
         print("flaxdev: no models", file=sys.stderr)
+        return 0
+    blocks = [render(table(models, cols)) for cols in (SUMMARY, SETTINGS, TIMING)]
+    if args.hist:
+        blocks.append([line for m in models for line in histograms(m)])
+    print("\n\n".join("\n".join(b) for b in blocks))
     return 0

@@ -50,7 +50,8 @@ LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-4
 POST = ("softmax", "topk")
 TOPK = 3
-LABELS = tuple(str(i) for i in range(CLASSES))
+# Class names, uploaded as the device model's labels: results read "seven", not "7".
+LABELS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @functools.cache

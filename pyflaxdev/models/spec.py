@@ -125,9 +125,17 @@ class ModelSpec:
         name: str | None = None,
         nslots: int = 64,
         timeout_ms: int = 0,
+        max_batch: int = 0,
+        max_queue_delay_us: int = 0,
+        max_queue: int = 0,
+        labels: Sequence[str] | None = None,
         exist_ok: bool = False,
     ) -> Model:
-        """Create this model on ``device`` (as ``name``, default the spec's name)."""
+        """Create this model on ``device`` (as ``name``, default the spec's name).
+
+        The queueing knobs go to :meth:`~pyflaxdev.Device.create_model`; the
+        spec's labels are uploaded unless ``labels`` is given (``()``: none).
+        """
         return device.create_model(
             name or self.name,
             self.input.shape,
@@ -138,6 +146,10 @@ class ModelSpec:
             topk=self.topk,
             nslots=nslots,
             timeout_ms=timeout_ms,
+            max_batch=max_batch,
+            max_queue_delay_us=max_queue_delay_us,
+            max_queue=max_queue,
+            labels=self.labels if labels is None else labels,
             exist_ok=exist_ok,
         )
 

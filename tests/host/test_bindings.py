@@ -24,6 +24,13 @@ IOC_MACROS = dict(re.findall(r"^#define\s+FLAX_IOC_(\w+)\s+(_IO\w*)\(", TEXT, re
 DEFINES = dict(re.findall(r"^#define\s+(FLAX_\w+)\s+(\S+)", TEXT, re.M))
 STRUCTS = re.findall(r"^struct\s+(flax_\w+)\s*\{", TEXT, re.M)
 SIZE_VER0 = {name: int(v) for name, v in DEFINES.items() if name.endswith("_SIZE_VER0")}
+# The current size of each struct: its latest published *_SIZE_VER<n>.
+SIZE_VERSIONS = sorted(
+    (int(m.group(2)), m.group(1), int(v))
+    for name, v in DEFINES.items()
+    if (m := re.fullmatch(r"(FLAX_\w+)_SIZE_VER(\d+)", name))
+)
+SIZE_LATEST = {base: size for _, base, size in SIZE_VERSIONS}
 
 
 def ioc_size(request: int) -> int:
@@ -32,9 +39,10 @@ def ioc_size(request: int) -> int:
 
 def test_header_was_parsed():
     # guards the regexes above, so the parametrised tests cannot pass vacuously
-    assert len(IOC_MACROS) == 8
-    assert len(STRUCTS) >= 14
-    assert len(SIZE_VER0) == 7
+    assert len(IOC_MACROS) == 11
+    assert len(STRUCTS) >= 15
+    assert len(SIZE_VER0) == 9
+    assert SIZE_LATEST["FLAX_MODEL_DESC"] == 208
 
 
 def test_every_header_ioctl_has_a_request_number():
@@ -59,17 +67,18 @@ def test_request_direction_matches_macro(name):
 
 
 @pytest.mark.parametrize("name", sorted(IOC_MACROS))
-def test_struct_size_is_first_published_size(name):
+def test_struct_size_is_latest_published_size(name):
     io = ioctls.IOCTLS[name]
-    ver0 = "FLAX_" + io.struct.removeprefix("struct flax_").upper() + "_SIZE_VER0"
-    assert ffi.sizeof(io.struct) == getattr(lib, ver0) == SIZE_VER0[ver0]
-    assert ioc_size(io.request) == SIZE_VER0[ver0]
+    base = "FLAX_" + io.struct.removeprefix("struct flax_").upper()
+    assert ffi.sizeof(io.struct) == SIZE_LATEST[base]
+    assert ioc_size(io.request) == SIZE_LATEST[base]
+    assert getattr(lib, base + "_SIZE_VER0") == SIZE_VER0[base + "_SIZE_VER0"] <= SIZE_LATEST[base]
 
 
-def test_every_size_ver0_constant_names_a_struct():
-    for name, size in SIZE_VER0.items():
-        struct_name = "struct flax_" + name.removeprefix("FLAX_").removesuffix("_SIZE_VER0").lower()
-        assert ffi.sizeof(struct_name) == size, name
+def test_every_size_constant_names_a_struct():
+    for base, size in SIZE_LATEST.items():
+        struct_name = "struct flax_" + base.removeprefix("FLAX_").lower()
+        assert ffi.sizeof(struct_name) == size, base
 
 
 def test_with_size_reencodes_only_the_size():

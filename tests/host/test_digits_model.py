@@ -35,7 +35,8 @@ def test_description(spec):
     assert spec.output_shape == (10,)
     assert spec.post == ("softmax", "topk")
     assert spec.topk == 3
-    assert spec.labels == tuple("0123456789")
+    assert spec.labels == digits.LABELS
+    assert spec.labels[:3] == ("zero", "one", "two") and len(spec.labels) == 10
     assert spec.normalize is not None
     assert spec.normalize.scale == 1 / 16
     assert spec.normalize.mean.dtype == np.float32

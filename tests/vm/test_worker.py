@@ -53,7 +53,7 @@ def test_create_get_destroy(
 def test_serve_in_thread_batches_concurrent_clients(
     dev: pyflaxdev.Device, digits_spec: models.ModelSpec, cleanup: list[str]
 ) -> None:
-    digits_spec.create(dev, name="thr", nslots=8)
+    digits_spec.create(dev, name="thr", nslots=8, max_queue_delay_us=20000)
     cleanup.append("thr")
     x, _ = digits_spec.heldout()
     results: list[Any] = [None] * 40
@@ -199,8 +199,8 @@ def test_cli_infer_and_status(
     lines = [line.split("\t") for line in out.splitlines()]
     assert len(lines) == digits_spec.topk
     x, y = digits_spec.heldout()
-    assert lines[0][0] == str(int(np.argmax(digits_spec.reference(x[3]))))
-    assert f"true label {y[3]}" in err
+    assert lines[0][0] == digits_spec.label(int(np.argmax(digits_spec.reference(x[3]))))
+    assert f"true label {digits_spec.label(int(y[3]))}" in err
 
     bad = tmp_path / "x.bin"
     bad.write_bytes(bytes(100))
