@@ -121,6 +121,8 @@ class Device(io.FileIO):
         max_batch: int = 0,
         max_queue_delay_us: int = 0,
         max_queue: int = 0,
+        tokenize: bool = False,
+        text_max: int = 0,
         labels: Iterable[str] | None = None,
         exist_ok: bool = False,
         validate: bool = True,
@@ -139,6 +141,9 @@ class Device(io.FileIO):
         ``max_batch`` (most jobs per FETCH, 0: nslots), ``max_queue_delay_us``
         (how long FETCH waits to fill a batch, at most 10 s) and ``max_queue``
         (most requests under way, 0: nslots) are the model's queueing knobs.
+        ``tokenize`` makes a text model (``FLAX_PRE_TOKENIZE``): the input is
+        int32 ``(2, L)``, clients send up to ``text_max`` bytes of UTF-8 (0:
+        4096), and :meth:`Model.set_vocab` must be called once.
         ``labels`` name the classes and are uploaded right after creation (the
         model is destroyed again if that fails).  With ``exist_ok`` an existing
         model of that name is returned instead of raising
@@ -175,6 +180,8 @@ class Device(io.FileIO):
             max_batch=max_batch,
             max_queue_delay_us=max_queue_delay_us,
             max_queue=max_queue,
+            tokenize=tokenize,
+            text_max=text_max,
         )
         return self.create(desc, labels=labels, exist_ok=exist_ok, validate=validate)
 
@@ -227,6 +234,10 @@ class Device(io.FileIO):
     def set_labels(self, name: str, labels: Iterable[str] | None) -> None:
         """``FLAX_IOC_LABELS_SET``: name the classes of model ``name`` (None removes them)."""
         self.model(name).set_labels(labels)
+
+    def set_vocab(self, name: str, data: bytes) -> int:
+        """``FLAX_IOC_VOCAB_SET``: the vocabulary of tokenising model ``name``."""
+        return self.model(name).set_vocab(data)
 
     def normalization(self, name: str) -> Normalization | None:
         """The model's ``FLAX_PRE_NORMALIZE`` parameters, read back from the module."""

@@ -193,6 +193,7 @@ ERRNO_CLASSES: dict[int, type[FlaxError]] = {
 _OP_CLASSES: dict[tuple[str, int], type[FlaxError]] = {
     ("MODEL_CREATE", codes.ENOSPC): OutOfResources,
     ("LABELS_SET", codes.E2BIG): LabelsTooLarge,
+    ("VOCAB_SET", codes.E2BIG): InvalidArgument,
 }
 
 # What an errno means for a given operation, in the caller's terms.  Placeholders
@@ -217,6 +218,15 @@ _MESSAGES: dict[tuple[str, int], str] = {
     ("INFER", codes.EINTR): "inference on model {model!r} interrupted by a signal",
     ("INFER", codes.EAGAIN): "model {model!r} has its max_queue requests under way"
     " (non-blocking fd)",
+    ("INFER", codes.ENODATA): "model {model!r} has no vocabulary yet (set it with"
+    " FLAX_IOC_VOCAB_SET)",
+    ("INFER", codes.EILSEQ): "input text for model {model!r} is not valid UTF-8",
+    ("VOCAB_SET", codes.EINVAL): "vocabulary of model {model!r} rejected{where}: not a"
+    " tokenising model, a bad or duplicate token, or a special token missing",
+    ("VOCAB_SET", codes.E2BIG): "vocabulary of model {model!r} is too large{where} (at most"
+    " 2 MiB and 131072 tokens)",
+    ("VOCAB_SET", codes.EBUSY): "model {model!r} has its vocabulary already (set once)",
+    ("VOCAB_SET", codes.ENOENT): "model {model!r} no longer exists",
     ("LABELS_SET", codes.ENOENT): "model {model!r} no longer exists",
     ("LABELS_GET", codes.ENOENT): "model {model!r} no longer exists",
     ("LABELS_SET", codes.EINVAL): "labels of model {model!r} rejected by the module: a label is"

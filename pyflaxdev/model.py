@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pyflaxdev import ioctls, uapi
-from pyflaxdev.errors import BufferTooSmall, InvalidArgument, check
+from pyflaxdev.errors import BufferTooSmall, InvalidArgument, check, error_for
 from pyflaxdev.labels import check_labels, decode_labels, encode_labels
 from pyflaxdev.results import Result, decode_classes, decode_vector
 from pyflaxdev.spec import ModelInfo, Normalization
@@ -224,6 +224,29 @@ class Model:
         if self.info.returns_classes:
             return decode_classes(raw, self.info.max_entries, self._cached_labels())
         return decode_vector(raw, self.info.vec_elems)
+
+    # -- vocabulary ------------------------------------------------------------
+
+    def set_vocab(self, data: bytes) -> int:
+        """``FLAX_IOC_VOCAB_SET``: a tokenising model's vocabulary (a BERT ``vocab.txt``:
+        one token a line, its id the line number), once per model.  Returns the
+        number of tokens.  A rejected vocabulary raises with ``bad_line`` set to
+        the 1-based line at fault (0: not one line's fault).
+        """
+        keep = ffi.from_buffer(data) if data else ffi.NULL
+        req = ffi.new("struct flax_vocab_set *")
+        req.model_id = self.id
+        req.data = uapi.pointer_value(keep) if data else 0
+        req.size = len(data)
+        result = uapi.ioctl(self.device.fileno(), ioctls.VOCAB_SET, req)
+        if result < 0:
+            line = int(req.bad_line)
+            ctx = {"path": self.device.path, "model": self.name}
+            ctx["where"] = f" at line {line}" if line else ""
+            exc = error_for(-result, "VOCAB_SET", ctx)
+            exc.bad_line = line  # type: ignore[attr-defined]
+            raise exc
+        return int(req.count)
 
     # -- labels --------------------------------------------------------------
 

@@ -81,6 +81,7 @@ ACCEPTED_CHAINS = (
 MAX_WAIT_US = 10_000_000
 
 _U32_MAX = 0xFFFFFFFF
+_TOK_MIN_LEN = 2  # FLAX_TOK_MIN_LEN of the module: [CLS] and [SEP]
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -256,7 +257,9 @@ class ModelDesc:
     step's cut-off, else 0.  ``nslots``, ``timeout_ms``, ``max_batch`` and
     ``max_queue`` of 0 take the module's defaults (module default, module
     default, ``nslots``, ``nslots``); ``max_queue_delay_us`` 0 means FETCH
-    does not wait to fill a batch.
+    does not wait to fill a batch.  ``tokenize`` makes a ``FLAX_PRE_TOKENIZE``
+    model: ``input`` is then int32 ``(2, L)`` (ids and mask, what the worker
+    sees), clients send up to ``text_max`` bytes of UTF-8 (0: 4096).
     """
 
     name: str
@@ -271,6 +274,8 @@ class ModelDesc:
     max_batch: int = 0
     max_queue_delay_us: int = 0
     max_queue: int = 0
+    tokenize: bool = False
+    text_max: int = 0
 
     @property
     def vec_elems(self) -> int:
@@ -305,10 +310,32 @@ class ModelDesc:
             )
         plan = plan_post(self.post, out_shape, model=name)
         self._check_selection(plan)
+        if self.tokenize:
+            self._check_tokenize(in_shape, out_shape)
+        elif self.text_max:
+            raise InvalidArgument(f"text_max of {name!r} must be 0 without tokenize")
         if self.normalize is not None:
             _check_norm(self.normalize, in_shape, name)
         self._check_knobs()
         return self
+
+    def _check_tokenize(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        name = self.name
+        if self.normalize is not None:
+            raise InvalidArgument(f"model {name!r} cannot both tokenize and normalize")
+        if self.input.dtype != np.int32 or len(in_shape) != 2 or in_shape[0] != 2:
+            raise InvalidArgument(
+                f"input of tokenising model {name!r} must be int32 [2, L] (ids and mask),"
+                f" got {self.input}"
+            )
+        if in_shape[1] < _TOK_MIN_LEN:
+            raise InvalidArgument(f"L of {name!r} must be at least {_TOK_MIN_LEN}")
+        if "mean_pool" in self.post and out_shape[0] != in_shape[1]:
+            raise InvalidArgument(
+                f"mean_pool of {name!r} pools one row per token: output must be [{in_shape[1]}, D],"
+                f" got {list(out_shape)}"
+            )
+        _u32(self.text_max, f"text_max of {name!r}")
 
     def _check_selection(self, plan: PostPlan) -> None:
         name = self.name
@@ -355,7 +382,10 @@ class ModelDesc:
         self.input.to_c(desc.input)
         self.output.to_c(desc.output)
         norm = self.normalize
-        if norm is not None:
+        if self.tokenize:
+            desc.pre_op = lib.FLAX_PRE_TOKENIZE
+            desc.text_max = self.text_max
+        elif norm is not None:
             mean = ffi.new("uint32_t[]", [f32_bits(float(v)) for v in norm.mean])
             std = ffi.new("uint32_t[]", [f32_bits(float(v)) for v in norm.std])
             keep += [mean, std]

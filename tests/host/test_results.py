@@ -251,6 +251,14 @@ class FakeModule:
         ffi.memmove(ffi.cast("char *", arg.data), self.labels, len(self.labels))
         return 0
 
+    def vocab_set(self, arg):
+        lines = ffi.buffer(ffi.cast("char *", arg.data), arg.size)[:].split(b"\n")[:-1]
+        if b"" in lines:
+            arg.bad_line = lines.index(b"") + 1
+            return -errno.EINVAL
+        arg.count = len(lines)
+        return 0
+
     def labels_set(self, arg):
         if self.labels_set_errno:
             return -self.labels_set_errno
@@ -386,3 +394,11 @@ def test_create_model_defaults_and_checks(dev, fake):
     with pytest.raises(InvalidArgument, match="3 labels of model 'x': at most 2"):
         dev.create_model("x", (4,), np.float32, (2,), post=(), labels=["a", "b", "c"])
     assert fake.calls == []
+
+
+def test_set_vocab(dev, fake):
+    m = dev.model("cls")
+    assert m.set_vocab(b"[PAD]\n[UNK]\n[CLS]\n[SEP]\n") == 4
+    with pytest.raises(InvalidArgument, match="rejected at line 3") as info:
+        dev.set_vocab("cls", b"a\nb\n\nc\n")
+    assert info.value.bad_line == 3 and info.value.errno == errno.EINVAL

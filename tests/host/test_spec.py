@@ -326,3 +326,37 @@ def test_normalization_of_tuple():
     assert n.mean.dtype == np.float32 and n.mean.tolist() == [1.0, 2.0]
     assert n.std.tolist() == [3.0] and n.count == 2 and n.flags == 0
     assert Normalization.of(n) is n
+
+
+TOK = ModelDesc(
+    name="tok",
+    input=TensorSpec((2, 16), np.dtype(np.int32)),
+    output=TensorSpec((16, 8), np.dtype(np.float32)),
+    post=("mean_pool", "l2_normalize"),
+    tokenize=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"input": TensorSpec((2, 16), np.dtype(np.uint8))}, "must be int32 \\[2, L\\]"),
+        ({"input": TensorSpec((3, 16), np.dtype(np.int32))}, "must be int32 \\[2, L\\]"),
+        ({"input": TensorSpec((2, 1), np.dtype(np.int32))}, "L of 'tok' must be at least 2"),
+        ({"output": TensorSpec((15, 8), np.dtype(np.float32))}, "one row per token"),
+        ({"normalize": norm(1)}, "cannot both tokenize and normalize"),
+        ({"tokenize": False, "text_max": 10}, "text_max of 'tok' must be 0 without tokenize"),
+    ],
+)
+def test_tokenize_rules(changes, message):
+    with pytest.raises(InvalidArgument, match=message):
+        replace(TOK, **changes).validate()
+
+
+def test_tokenize_desc():
+    desc, _ = replace(TOK, text_max=1000).validate().to_desc()
+    assert desc.pre_op == lib.FLAX_PRE_TOKENIZE and desc.text_max == 1000
+    assert desc.flags == desc.norm_count == 0
+    kernel_fills(desc)
+    info = ModelInfo.from_desc(desc)
+    assert info.pre_op == "tokenize" and info.text_max == 1000 and info.vec_elems == 8
