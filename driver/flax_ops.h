@@ -13,7 +13,9 @@
  * Keep each call's work bounded (FLAX_FPU_CHUNK elements) so that
  * preemption is not held off for long.
  *
- * Buffers need no particular alignment.  Tests: tests/host/test_ops.py.
+ * Buffers need no particular alignment.  Tests: tests/host/test_ops.py
+ * (normalisation, expf, softmax, top-k) and tests/host/test_post_ops.py
+ * (the chunked postprocessing, sigmoid, pooling, L2, sqrt).
  */
 #ifndef _FLAX_OPS_H
 #define _FLAX_OPS_H
