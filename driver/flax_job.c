@@ -308,6 +308,7 @@ static int flax_io_out(const struct flax_infer_io *io, const void *src,
 static int flax_tokenize_in(struct flax_model *model, void *buf,
 			    const struct flax_infer_io *io)
 {
+	/* Set once; pairs with the release in flax_ioctl_vocab_set(). */
 	const struct flax_vocab *vocab = smp_load_acquire(&model->vocab);
 	u32 len = model->desc.input.dims[1];
 	const char *text = io->kin;
@@ -544,6 +545,7 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 		io->out_len = rc.result_size;
 		return -ENOSPC;
 	}
+	/* Pairs with the release in flax_ioctl_vocab_set(). */
 	if (flax_model_tokenizes(model) && !smp_load_acquire(&model->vocab))
 		return -ENODATA;
 	start = ktime_get();

@@ -24,7 +24,7 @@
 #include "uapi/flaxdev.h"
 
 /* Elements processed per FPU section by the callers of these functions. */
-#define FLAX_FPU_CHUNK 4096
+#define FLAX_FPU_CHUNK 1024
 
 /**
  * struct flax_norm - parameters of FLAX_PRE_NORMALIZE.

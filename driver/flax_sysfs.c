@@ -143,8 +143,11 @@ static ssize_t flax_text_max_show(struct kobject *kobj,
 static ssize_t flax_vocab_size_show(struct kobject *kobj,
 				    struct kobj_attribute *attr, char *buf)
 {
-	const struct flax_vocab *vocab =
-		smp_load_acquire(&flax_kobj_model(kobj)->vocab);
+	struct flax_model *model = flax_kobj_model(kobj);
+	const struct flax_vocab *vocab;
+
+	/* Pairs with the release in flax_ioctl_vocab_set(). */
+	vocab = smp_load_acquire(&model->vocab);
 
 	return sysfs_emit(buf, "%u\n", vocab ? flax_vocab_size(vocab) : 0);
 }
@@ -538,6 +541,7 @@ static ssize_t flax_input_store(struct kobject *kobj,
 	if (ret) {
 		/* -ERANGE too: write(2) has no better errno for it. */
 		ret = -EINVAL;
+		flax_shell_keep(model, sid, NULL, 0);
 		goto out;
 	}
 	ret = flax_model_infer_text(model, in, model->in_user_bytes, &text,

@@ -89,7 +89,7 @@ def test_nonzero_reserved_or_flags_is_einval(
 ) -> None:
     data, out = _buffers(idle_model)
     req = _infer_req(idle_model, data, out)
-    setattr(req, field, 1)
+    setattr(req, field, 1 << 31)  # flags: an undefined one (bit 0 is FLAX_INFER_TEXT)
     assert _raw(dev, ioctls.INFER, req) == -errno.EINVAL
 
 
