@@ -53,6 +53,7 @@ DRIVER = ROOT / "driver"
 SOURCES: tuple[Path, ...] = (
     DRIVER / "flax_ops.c",  # numeric pre/postprocessing (SSE object in the kernel)
     DRIVER / "flax_text.c",  # number formatting and parsing (integer only)
+    DRIVER / "flax_tok.c",  # BERT WordPiece tokeniser and vocabulary (integer only)
 )
 
 #: Every file whose contents the built extension depends on (for cache keys).
@@ -60,6 +61,8 @@ INPUTS: tuple[Path, ...] = (
     *SOURCES,
     DRIVER / "flax_ops.h",
     DRIVER / "flax_text.h",
+    DRIVER / "flax_tok.h",
+    DRIVER / "flax_unicode.h",
     DRIVER / "flax_compat.h",
     DRIVER / "uapi" / "flaxdev.h",
     Path(__file__).resolve(),
@@ -163,8 +166,32 @@ uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t count, uin
                               uint32_t *first_bad);
 """
 
+# driver/flax_tok.h (tests/host/test_tokenizer.py).
+CDEF_TOK = """\
+#define FLAX_VOCAB_MAX_ENTRIES ...
+#define FLAX_VOCAB_MAX_BYTES ...
+#define FLAX_VOCAB_MAX_TOKEN ...
+#define FLAX_TOK_MAX_WORD ...
+#define FLAX_TOK_MIN_LEN ...
+#define EILSEQ ...
+#define E2BIG ...
+#define ENOMEM ...
+
+struct flax_vocab;
+int flax_vocab_parse(const char *data, size_t len, struct flax_vocab **out, uint32_t *bad_line);
+void flax_vocab_free(struct flax_vocab *v);
+uint32_t flax_vocab_size(const struct flax_vocab *v);
+int32_t flax_vocab_lookup(const struct flax_vocab *v, const char *tok, size_t len);
+const char *flax_vocab_token(const struct flax_vocab *v, uint32_t id, uint32_t *len);
+int flax_tokenize(const struct flax_vocab *v, const char *text, size_t len, uint32_t max_len,
+                  int32_t *ids, int32_t *mask, uint32_t *ntokens);
+
+int flaxtest_tokenize_many(const struct flax_vocab *v, const char *texts, const size_t *offsets,
+                           size_t count, uint32_t max_len, int32_t *ids, uint32_t *ntokens);
+"""
+
 #: The API of each shared C file, one declaration block per file.
-CDEF = CDEF_OPS + CDEF_TEXT
+CDEF = CDEF_OPS + CDEF_TEXT + CDEF_TOK
 
 HELPERS_SOURCE = r"""
 #include "flax_ops.h"
@@ -247,6 +274,34 @@ static uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t cou
 }
 """
 
+HELPERS_TOK = r"""
+#include "flax_tok.h"
+
+/*
+ * flax_tokenize() of count texts, text i being texts[offsets[i]] to
+ * texts[offsets[i + 1]], ids (max_len each) and ntokens back to back (the
+ * masks follow from ntokens); one call for a whole corpus, so that the
+ * throughput benchmark measures the C, not cffi.  Returns 0 or the first
+ * error.
+ */
+static int flaxtest_tokenize_many(const struct flax_vocab *v, const char *texts,
+		const size_t *offsets, size_t count, uint32_t max_len, int32_t *ids,
+		uint32_t *ntokens)
+{
+	int32_t *mask = malloc(sizeof(*mask) * max_len);
+	size_t i;
+	int ret = 0;
+
+	if (!mask)
+		return -ENOMEM;
+	for (i = 0; i < count && !ret; i++)
+		ret = flax_tokenize(v, texts + offsets[i], offsets[i + 1] - offsets[i],
+				max_len, ids + i * max_len, mask, ntokens + i);
+	free(mask);
+	return ret;
+}
+"""
+
 
 def module_name(sanitize: bool) -> str:
     """Name of the extension module of one variant."""
@@ -264,7 +319,7 @@ def make_ffibuilder(sanitize: bool = False) -> FFI:
     builder.cdef(CDEF)
     builder.set_source(
         module_name(sanitize),
-        HELPERS_SOURCE + HELPERS_TEXT,
+        HELPERS_SOURCE + HELPERS_TEXT + HELPERS_TOK,
         sources=[str(path) for path in SOURCES],
         include_dirs=[str(DRIVER)],
         define_macros=[("FLAX_USERSPACE", "1")],
