@@ -22,9 +22,6 @@ extern unsigned int flax_timeout_ms;
 extern unsigned int flax_nslots;
 extern unsigned int flax_max_retries;
 
-/* Longest batching delay FLAX_IOC_FETCH accepts (10 s, in us). */
-#define FLAX_MAX_WAIT_US (10 * USEC_PER_SEC)
-
 /* Alignment of rings and slots in the shared region. */
 #define FLAX_REGION_ALIGN 64
 

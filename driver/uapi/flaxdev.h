@@ -34,6 +34,7 @@
  *    attached);
  *  - FETCH, COMPLETE, mmap: ENXIO (fd is not a worker), ENODEV (model
  *    destroyed); COMPLETE and FETCH: EINVAL (bad completion);
+ *  - SUBMIT: as INFER for the first entry, ENOSPC aside; REAP: EINTR;
  *  - INFER: ENOSPC (output buffer too small; with FLAX_INFER_TEXT the
  *    job ran, and its result is lost), ENODATA (a tokenising model
  *    without vocabulary), EILSEQ (text that is not UTF-8), EAGAIN
@@ -60,6 +61,7 @@
 #define FLAX_MAX_WORKERS 8
 #define FLAX_REGION_MAGIC 0x464c4158 /* "FLAX" */
 #define FLAX_STATUS_ERRNO_MAX 511 /* below -ERESTARTSYS: user-visible errnos */
+#define FLAX_MAX_WAIT_US 10000000 /* longest batching delay: 10 s */
 
 /* Element types (struct flax_tensor_spec.dtype), little-endian. */
 #define FLAX_DTYPE_UINT8 1
@@ -511,6 +513,99 @@ struct flax_infer {
 #define FLAX_INFER_TEXT _BITUL(0)
 
 /**
+ * struct flax_submit_entry - one request of FLAX_IOC_SUBMIT.
+ * @input: user pointer to the input (as struct flax_infer.input).
+ * @user_data: the caller's, returned with the result by FLAX_IOC_REAP.
+ * @input_size: bytes at @input (as struct flax_infer.input_size).
+ * @timeout_ms: 0 for the model's timeout; a shorter one is honoured.
+ *	It runs from the submission: a request not finished by then ends
+ *	with -ETIMEDOUT, reaped like any other result.
+ * @ticket: out: the request's ticket, unique on the fd, never 0.
+ */
+struct flax_submit_entry {
+	__u64 input;
+	__u64 user_data;
+	__u32 input_size;
+	__u32 timeout_ms;
+	__u64 ticket;
+};
+
+/**
+ * struct flax_submit - queue requests and return at once (FLAX_IOC_SUBMIT).
+ * @model_id: the model.
+ * @flags: FLAX_INFER_TEXT: results in text form.
+ * @entries: user pointer to @count struct flax_submit_entry.
+ * @count: requests, 1 to the model's nslots.
+ * @submitted: out: requests queued, in order from the first.
+ * @reserved: must be 0.
+ *
+ * The input is copied and preprocessed during the call; the result waits
+ * on the fd until FLAX_IOC_REAP collects it, and poll() reports the fd
+ * readable (EPOLLIN) while a result waits.  When the model has max_queue
+ * requests under way the call waits for room, or with O_NONBLOCK stops:
+ * it fails with -EAGAIN if nothing was queued, else succeeds with
+ * @submitted short.  Any other error on an entry also stops the call
+ * there (the error if nothing was queued).  Closing the fd cancels what
+ * it has not reaped.
+ */
+struct flax_submit {
+	__u32 model_id;
+	__u32 flags;
+	__u64 entries;
+	__u32 count;
+	__u32 submitted;
+	__u32 reserved[2];
+};
+
+#define FLAX_SUBMIT_SIZE_VER0 32
+
+/**
+ * struct flax_reap_entry - one finished request (FLAX_IOC_REAP).
+ * @output: in: user pointer to a buffer for the result.
+ * @ticket: out: the request's ticket.
+ * @user_data: out: the request's user_data.
+ * @output_size: in: bytes at @output; out: bytes of the result written,
+ *	or needed when @status is -ENOSPC.
+ * @status: out: 0, or the negative errno the request failed with (as
+ *	FLAX_IOC_INFER's), or -ENOSPC: the buffer is too small, and the
+ *	result stays on the fd for the next FLAX_IOC_REAP.
+ */
+struct flax_reap_entry {
+	__u64 output;
+	__u64 ticket;
+	__u64 user_data;
+	__u32 output_size;
+	__s32 status;
+};
+
+/**
+ * struct flax_reap - collect finished requests (FLAX_IOC_REAP).
+ * @entries: user pointer to @count struct flax_reap_entry, their
+ *	@output and @output_size filled in.
+ * @count: most results to collect, at least 1.
+ * @flags: must be 0.
+ * @timeout_ms: wait up to this long for a first result (0: do not wait).
+ * @reaped: out: entries filled, in the order the requests finished.
+ * @pending: out: requests of this fd not yet reaped, after the call.
+ * @reserved: must be 0.
+ *
+ * Returns with @reaped 0 when nothing finished in time.  An entry whose
+ * buffer is too small gets @status -ENOSPC and ends the call (its result
+ * is kept).  A signal while waiting gives -EINTR.
+ */
+struct flax_reap {
+	__u64 entries;
+	__u32 count;
+	__u32 flags;
+	__u32 timeout_ms;
+	__u32 reaped;
+	__u32 pending;
+	__u32 reserved;
+};
+
+#define FLAX_REAP_SIZE_VER0 32
+
+/**
  * struct flax_topk_entry - one class of a top-k result.
  * @index: class index in the output tensor.
  * @score: binary32 score (a probability after FLAX_POST_SOFTMAX).
@@ -547,6 +642,8 @@ struct flax_topk_result {
 #define FLAX_IOC_FETCH		_IOWR(FLAX_IOC_MAGIC, 0x11, struct flax_fetch)
 #define FLAX_IOC_COMPLETE	_IOWR(FLAX_IOC_MAGIC, 0x12, struct flax_complete)
 #define FLAX_IOC_INFER		_IOWR(FLAX_IOC_MAGIC, 0x20, struct flax_infer)
+#define FLAX_IOC_SUBMIT		_IOWR(FLAX_IOC_MAGIC, 0x21, struct flax_submit)
+#define FLAX_IOC_REAP		_IOWR(FLAX_IOC_MAGIC, 0x22, struct flax_reap)
 /* clang-format on */
 
 #endif /* _UAPI_LINUX_FLAXDEV_H */
