@@ -163,7 +163,7 @@ int flax_parse_numbers(const char *text, size_t len, uint32_t dtype, void *dst, 
 
 size_t flaxtest_fmt_array(const uint32_t *bits, size_t n, uint32_t prec, char *out, size_t size);
 uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t count, uint32_t prec,
-                              uint32_t *first_bad);
+                              uint32_t libc_prec, uint32_t *first_bad);
 """
 
 # driver/flax_tok.h (tests/host/test_tokenizer.py).
@@ -224,8 +224,8 @@ HELPERS_TEXT = r"""
  * flax_fmt_f32() of n values into out, each followed by a newline; returns
  * the length of the whole (written only up to size).
  */
-static size_t flaxtest_fmt_array(const uint32_t *bits, size_t n, uint32_t prec, char *out,
-				 size_t size)
+static size_t flaxtest_fmt_array(const uint32_t *bits, size_t n, uint32_t prec,
+		char *out, size_t size)
 {
 	char tmp[FLAX_FMT_F32_MAX + 1];
 	size_t i, pos = 0;
@@ -244,12 +244,13 @@ static size_t flaxtest_fmt_array(const uint32_t *bits, size_t n, uint32_t prec, 
 }
 
 /*
- * Compare flax_fmt_f32() with glibc's snprintf("%.*g") on count bit
- * patterns start, start + step, ... (mod 2^32); NaNs print as "nan" in both.
- * Returns the number of mismatches, the first one in *first_bad.
+ * Compare flax_fmt_f32(prec) with glibc's snprintf("%.*g", libc_prec) (the
+ * same precision, but for the test that shows a difference is reported) on
+ * count bit patterns start, start + step, ... (mod 2^32); NaNs print as
+ * "nan" in both.  Returns the number of mismatches, the first in *first_bad.
  */
 static uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t count,
-				     uint32_t prec, uint32_t *first_bad)
+		uint32_t prec, uint32_t libc_prec, uint32_t *first_bad)
 {
 	char got[32], want[32];
 	uint64_t i, bad = 0;
@@ -263,7 +264,7 @@ static uint64_t flaxtest_fmt_vs_libc(uint32_t start, uint32_t step, uint64_t cou
 		if ((b & 0x7fffffffu) > 0x7f800000u)
 			snprintf(want, sizeof(want), "nan");
 		else
-			snprintf(want, sizeof(want), "%.*g", (int)prec, (double)f);
+			snprintf(want, sizeof(want), "%.*g", (int)libc_prec, (double)f);
 		if (len != (int)strlen(want) || strcmp(got, want)) {
 			if (!bad)
 				*first_bad = b;
