@@ -151,6 +151,8 @@ static const struct flax_ioctl_desc flax_ioctls[] = {
 	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, flax_ioctl_fetch },
 	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, flax_ioctl_complete },
 	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, flax_ioctl_infer },
+	{ FLAX_IOC_SUBMIT, FLAX_SUBMIT_SIZE_VER0, flax_ioctl_submit },
+	{ FLAX_IOC_REAP, FLAX_REAP_SIZE_VER0, flax_ioctl_reap },
 };
 
 /*
@@ -180,17 +182,21 @@ static long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 static int flax_open(struct inode *inode, struct file *file)
 {
+	int ret;
+
 	/*
-	 * misc_open() left the miscdevice here; private_data is the fd's
-	 * worker from FLAX_IOC_WORKER_ATTACH on, NULL until then.
+	 * misc_open() left the miscdevice in private_data; it becomes the
+	 * fd's own state (its worker, its asynchronous requests).
 	 */
-	file->private_data = NULL;
+	ret = flax_file_open(file);
+	if (ret)
+		return ret;
 	return nonseekable_open(inode, file);
 }
 
 static int flax_release(struct inode *inode, struct file *file)
 {
-	flax_worker_release(file);
+	flax_file_release(file);
 	return 0;
 }
 
@@ -199,6 +205,7 @@ static const struct file_operations flax_fops = {
 	.open = flax_open,
 	.release = flax_release,
 	.unlocked_ioctl = flax_ioctl,
+	.poll = flax_file_poll,
 	.compat_ioctl = compat_ptr_ioctl,
 	.mmap = flax_worker_mmap,
 };
@@ -255,6 +262,10 @@ static int __init flax_init(void)
 		     FLAX_MODEL_DESC_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct flax_labels) != FLAX_LABELS_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_vocab_set) != FLAX_VOCAB_SET_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_submit) != FLAX_SUBMIT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_reap) != FLAX_REAP_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_submit_entry) != 32);
+	BUILD_BUG_ON(sizeof(struct flax_reap_entry) != 32);
 	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
 		     FLAX_WORKER_ATTACH_SIZE_VER0);

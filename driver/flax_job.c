@@ -114,10 +114,80 @@ struct flax_req_cfg {
 /* Completions copied from user space at a time. */
 #define FLAX_COMPLETE_BATCH 16
 
+/**
+ * struct flax_client - an fd's asynchronous requests.
+ * @lock: protects @all, @done, @npending and @next_ticket.
+ * @all: every request submitted and not yet reaped (struct flax_areq).
+ * @done: the finished ones, in the order they finished.
+ * @wait: REAP and poll() wait here for @done to fill.
+ * @npending: length of @all.
+ * @next_ticket: the next request's ticket.
+ * @reap_lock: serialises FLAX_IOC_REAP on the fd.
+ */
+struct flax_client {
+	spinlock_t lock; /* all, done, npending, next_ticket */
+	struct list_head all;
+	struct list_head done;
+	wait_queue_head_t wait;
+	u32 npending;
+	u64 next_ticket;
+	struct mutex reap_lock; /* one REAP at a time */
+};
+
+/**
+ * struct flax_file - the state of one open /dev/flax (private_data).
+ * @worker: the fd's worker from FLAX_IOC_WORKER_ATTACH on, else NULL;
+ *	set once.
+ * @client: its asynchronous requests.
+ */
+struct flax_file {
+	struct flax_worker *worker;
+	struct flax_client client;
+};
+
+/**
+ * struct flax_areq - one asynchronous request (FLAX_IOC_SUBMIT).
+ * @node: on the client's @all list.
+ * @done_node: on the client's @done list once finished.
+ * @client: the fd's client state.
+ * @model: the model; the request holds a reference.
+ * @slot: its slot while it holds one, else NULL; under model->lock.
+ * @timeout: fails the request when its time is up.
+ * @rc: the settings it runs with.
+ * @start: when it was submitted.
+ * @ticket: its ticket.
+ * @user_data: the caller's.
+ * @result: its result in kernel memory, once a REAP has taken it out of
+ *	the slot but could not hand it over (a short buffer).
+ * @result_len: bytes at @result.
+ * @status: 0 or the negative errno it ended with; under model->lock.
+ * @finished: on @done; under model->lock.
+ * @text: FLAX_INFER_TEXT.
+ */
+struct flax_areq {
+	struct list_head node;
+	struct list_head done_node;
+	struct flax_client *client;
+	struct flax_model *model;
+	struct flax_slot *slot;
+	struct delayed_work timeout;
+	struct flax_req_cfg rc;
+	ktime_t start;
+	u64 ticket;
+	u64 user_data;
+	void *result;
+	size_t result_len;
+	int status;
+	bool finished;
+	bool text;
+};
+
 static struct flax_worker *flax_file_worker(struct file *file)
 {
+	struct flax_file *ff = file->private_data;
+
 	/* Pairs with the cmpxchg() in flax_ioctl_worker_attach(). */
-	return smp_load_acquire(&file->private_data);
+	return smp_load_acquire(&ff->worker);
 }
 
 static long flax_jiffies_left(unsigned long deadline)
@@ -127,6 +197,24 @@ static long flax_jiffies_left(unsigned long deadline)
 	return left > 0 ? left : 0;
 }
 
+/*
+ * An asynchronous request has ended (under model->lock): onto its fd's
+ * done list, and the fd's waiters woken.
+ */
+static void flax_areq_finish(struct flax_areq *areq, int status)
+{
+	struct flax_client *client = areq->client;
+
+	lockdep_assert_held(&areq->model->lock);
+
+	areq->status = status;
+	areq->finished = true;
+	spin_lock(&client->lock);
+	list_add_tail(&areq->done_node, &client->done);
+	spin_unlock(&client->lock);
+	wake_up(&client->wait);
+}
+
 /* Slot transitions; all under model->lock. */
 
 static void flax_slot_free(struct flax_model *model, struct flax_slot *slot)
@@ -134,6 +222,7 @@ static void flax_slot_free(struct flax_model *model, struct flax_slot *slot)
 	lockdep_assert_held(&model->lock);
 
 	slot->owner = NULL;
+	slot->async = NULL;
 	slot->state = FLAX_SLOT_FREE;
 	list_add(&slot->node, &model->free);
 	model->nbusy--;
@@ -149,7 +238,10 @@ static void flax_slot_done(struct flax_model *model, struct flax_slot *slot,
 	slot->status = status;
 	/* Read locklessly by the client's wait condition. */
 	WRITE_ONCE(slot->state, FLAX_SLOT_DONE);
-	wake_up(&slot->wait);
+	if (slot->async)
+		flax_areq_finish(slot->async, status);
+	else
+		wake_up(&slot->wait);
 }
 
 /**
@@ -525,6 +617,32 @@ static void flax_infer_account(struct flax_model *model, int ret, ktime_t start)
 }
 
 /*
+ * The buffer postprocessing (or a text result) needs, if any: the scratch
+ * of flax_post_run(), then room for the attention mask of a tokenised
+ * input that MEAN_POOL reads.
+ */
+static int flax_scratch_alloc(const struct flax_model *model,
+			      const struct flax_req_cfg *rc, bool text,
+			      void **buf, s32 **mask)
+{
+	size_t scratch, mask_bytes = 0;
+
+	*buf = NULL;
+	*mask = NULL;
+	if (!flax_model_has_post(model) && !text)
+		return 0;
+	scratch = ALIGN(flax_post_scratch_size(model, rc->topk), 8);
+	if (flax_model_tokenizes(model) && model->post.rows)
+		mask_bytes = (size_t)model->post.rows * sizeof(s32);
+	*buf = kvmalloc(scratch + mask_bytes, GFP_KERNEL);
+	if (!*buf)
+		return -ENOMEM;
+	if (mask_bytes)
+		*mask = *buf + scratch;
+	return 0;
+}
+
+/*
  * Runs one request whose input size the caller has checked: claim, fill,
  * queue, wait, result.  Counted in the statistics from the point where
  * the result buffer is known to be large enough.
@@ -532,12 +650,12 @@ static void flax_infer_account(struct flax_model *model, int ret, ktime_t start)
 static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 {
 	struct flax_stats *st = &model->stats;
-	size_t scratch = 0, mask_bytes = 0;
 	struct flax_req_cfg rc;
 	struct flax_slot *slot;
 	unsigned long deadline;
 	ktime_t start, t;
 	void *buf = NULL;
+	s32 *mask = NULL;
 	int ret;
 
 	flax_req_cfg(model, io->timeout_ms, &rc);
@@ -552,15 +670,9 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 	deadline = jiffies + msecs_to_jiffies(rc.timeout_ms);
 	atomic64_inc(&st->requests);
 
-	if (flax_model_has_post(model) || io->text) {
-		scratch = ALIGN(flax_post_scratch_size(model, rc.topk), 8);
-		if (flax_model_tokenizes(model) && model->post.rows)
-			mask_bytes = (size_t)model->post.rows * sizeof(s32);
-		buf = kvmalloc(scratch + mask_bytes, GFP_KERNEL);
-		ret = -ENOMEM;
-		if (!buf)
-			goto out;
-	}
+	ret = flax_scratch_alloc(model, &rc, io->text, &buf, &mask);
+	if (ret)
+		goto out;
 
 	ret = flax_slot_claim(model, rc.max_queue, io->nonblock, deadline,
 			      &slot);
@@ -584,8 +696,7 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 		goto out;
 
 	t = ktime_get();
-	ret = flax_slot_result(model, slot, buf,
-			       mask_bytes ? buf + scratch : NULL, io, &rc);
+	ret = flax_slot_result(model, slot, buf, mask, io, &rc);
 	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)), &st->post_ns);
 out:
 	kvfree(buf);
@@ -709,6 +820,428 @@ int flax_model_infer(struct flax_model *model, const void *input,
 }
 EXPORT_SYMBOL_GPL(flax_model_infer);
 
+/* Asynchronous requests: FLAX_IOC_SUBMIT, FLAX_IOC_REAP, poll(). */
+
+static void flax_areq_free(struct flax_areq *areq)
+{
+	/* Not on any list, no slot; its timeout may still be pending. */
+	cancel_delayed_work_sync(&areq->timeout);
+	kvfree(areq->result);
+	flax_model_put(areq->model);
+	kfree(areq);
+}
+
+/*
+ * The request's time is up: a queued job leaves the queue and frees its
+ * slot, a fetched one is left to its worker as abandoned; either way the
+ * request ends with -ETIMEDOUT.  Runs in process context.
+ */
+static void flax_areq_timeout(struct work_struct *work)
+{
+	struct flax_areq *areq =
+		container_of(to_delayed_work(work), struct flax_areq, timeout);
+	struct flax_model *model = areq->model;
+	struct flax_slot *slot;
+
+	spin_lock(&model->lock);
+	slot = areq->slot;
+	if (areq->finished || !slot)
+		goto out_unlock;
+	switch (slot->state) {
+	case FLAX_SLOT_QUEUED:
+		list_del_init(&slot->node);
+		model->nqueued--;
+		areq->slot = NULL;
+		flax_slot_free(model, slot);
+		flax_areq_finish(areq, -ETIMEDOUT);
+		break;
+	case FLAX_SLOT_FETCHED:
+		/* The worker frees the slot when it completes the job. */
+		slot->state = FLAX_SLOT_ABANDONED;
+		slot->async = NULL;
+		areq->slot = NULL;
+		flax_areq_finish(areq, -ETIMEDOUT);
+		break;
+	case FLAX_SLOT_CLAIMED:
+		/* Still being submitted: look again in a tick. */
+		schedule_delayed_work(&areq->timeout, 1);
+		break;
+	default:
+		break;
+	}
+out_unlock:
+	spin_unlock(&model->lock);
+}
+
+/* Submits one request; on success it belongs to the fd's client. */
+static int flax_submit_one(struct flax_client *client, struct flax_model *model,
+			   struct flax_submit_entry *e, bool text,
+			   bool nonblock)
+{
+	struct flax_infer_io io = {
+		.uin = u64_to_user_ptr(e->input),
+		.in_len = e->input_size,
+	};
+	struct flax_areq *areq;
+	struct flax_slot *slot;
+	unsigned long deadline;
+	ktime_t t;
+	int ret;
+
+	if (!flax_input_size_ok(model, e->input_size))
+		return -EINVAL;
+	/* Pairs with the release in flax_ioctl_vocab_set(). */
+	if (flax_model_tokenizes(model) && !smp_load_acquire(&model->vocab))
+		return -ENODATA;
+
+	areq = kzalloc(sizeof(*areq), GFP_KERNEL);
+	if (!areq)
+		return -ENOMEM;
+	INIT_DELAYED_WORK(&areq->timeout, flax_areq_timeout);
+	INIT_LIST_HEAD(&areq->done_node);
+	areq->client = client;
+	kobject_get(&model->kobj);
+	areq->model = model;
+	areq->user_data = e->user_data;
+	areq->text = text;
+	flax_req_cfg(model, e->timeout_ms, &areq->rc);
+	areq->start = ktime_get();
+	deadline = jiffies + msecs_to_jiffies(areq->rc.timeout_ms);
+	atomic64_inc(&model->stats.requests);
+
+	ret = flax_slot_claim(model, areq->rc.max_queue, nonblock, deadline,
+			      &slot);
+	if (ret)
+		goto err_free;
+	t = ktime_get();
+	ret = flax_slot_fill(model, slot, &io);
+	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)),
+		     &model->stats.pre_ns);
+	if (ret) {
+		flax_slot_put(model, slot);
+		goto err_free;
+	}
+
+	/* The slot is ours (CLAIMED): nobody looks at it until it is queued. */
+	slot->async = areq;
+	areq->slot = slot;
+	spin_lock(&client->lock);
+	e->ticket = client->next_ticket++;
+	areq->ticket = e->ticket;
+	list_add_tail(&areq->node, &client->all);
+	client->npending++;
+	spin_unlock(&client->lock);
+	/* Before the job can finish and be reaped: areq may go at once. */
+	schedule_delayed_work(&areq->timeout, flax_jiffies_left(deadline));
+
+	ret = flax_slot_queue(model, slot);
+	if (ret) {
+		/* The model died; flax_slot_queue() freed the slot. */
+		cancel_delayed_work_sync(&areq->timeout);
+		spin_lock(&client->lock);
+		list_del(&areq->node);
+		client->npending--;
+		spin_unlock(&client->lock);
+		areq->slot = NULL;
+		goto err_free;
+	}
+	return 0;
+
+err_free:
+	flax_infer_account(model, ret, areq->start);
+	flax_areq_free(areq);
+	return ret;
+}
+
+/**
+ * flax_ioctl_submit() - FLAX_IOC_SUBMIT.
+ * @file: the client's fd (O_NONBLOCK: stop rather than wait for room).
+ * @argp: user struct flax_submit.
+ * @usize: its size.
+ *
+ * Return: 0 with @submitted requests queued (their tickets written), or
+ * the error of the first entry when none was: -ENOENT, -EINVAL, -EAGAIN,
+ * -ETIMEDOUT, -EINTR, -ENODEV, -ENODATA, -EILSEQ, -EFAULT, -E2BIG or
+ * -ENOMEM.
+ */
+int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
+{
+	struct flax_file *ff = file->private_data;
+	struct flax_submit_entry __user *ue;
+	struct flax_submit req;
+	struct flax_model *model;
+	int ret;
+	u32 i;
+
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	if ((req.flags & ~FLAX_INFER_TEXT) ||
+	    memchr_inv(req.reserved, 0, sizeof(req.reserved)))
+		return -EINVAL;
+	model = flax_model_get(req.model_id);
+	if (!model)
+		return -ENOENT;
+	ret = -EINVAL;
+	if (!req.count || req.count > model->layout.nslots)
+		goto out_put;
+
+	ue = u64_to_user_ptr(req.entries);
+	req.submitted = 0;
+	for (i = 0; i < req.count; i++) {
+		struct flax_submit_entry e;
+
+		if (copy_from_user(&e, &ue[i], sizeof(e))) {
+			ret = -EFAULT;
+			break;
+		}
+		ret = flax_submit_one(&ff->client, model, &e,
+				      req.flags & FLAX_INFER_TEXT,
+				      file->f_flags & O_NONBLOCK);
+		if (ret)
+			break;
+		req.submitted++;
+		/* Queued already: a lost ticket still has its user_data. */
+		if (put_user(e.ticket, &ue[i].ticket)) {
+			ret = -EFAULT;
+			break;
+		}
+	}
+	if (req.submitted)
+		ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+out_put:
+	flax_model_put(model);
+	return ret;
+}
+
+/*
+ * Hands a finished request's result to @e: 1 when it is consumed, 0 when
+ * it stays (the buffer is short: -ENOSPC in @e), -EFAULT.
+ */
+static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
+{
+	struct flax_model *model = areq->model;
+	struct flax_infer_io io = { .text = areq->text };
+	struct flax_slot *slot;
+	void *buf, *out = NULL;
+	s32 *mask;
+	ktime_t t;
+	int ret;
+
+	e->ticket = areq->ticket;
+	e->user_data = areq->user_data;
+	e->status = areq->status;
+	if (areq->status) {
+		/* A worker's error leaves the slot DONE, and ours. */
+		if (areq->slot)
+			flax_slot_put(model, areq->slot);
+		areq->slot = NULL;
+		e->output_size = 0;
+		return 1;
+	}
+
+	if (!areq->result) {
+		/* The first REAP of it: out of the slot, postprocessed. */
+		slot = areq->slot;
+		ret = flax_scratch_alloc(model, &areq->rc, areq->text, &buf,
+					 &mask);
+		if (!ret && !areq->text) {
+			out = kvmalloc(areq->rc.result_size, GFP_KERNEL);
+			ret = out ? 0 : -ENOMEM;
+		}
+		if (ret) {
+			kvfree(buf);
+			e->status = ret;
+			return 0;
+		}
+		io.kout = out;
+		io.out_cap = areq->rc.result_size;
+		io.ktext = (char **)&out;
+		t = ktime_get();
+		ret = flax_slot_result(model, slot, buf, mask, &io, &areq->rc);
+		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)),
+			     &model->stats.post_ns);
+		areq->slot = NULL;
+		kvfree(buf);
+		if (ret) {
+			kvfree(out);
+			e->status = ret;
+			e->output_size = 0;
+			areq->status = ret;
+			return 1;
+		}
+		areq->result = out;
+		areq->result_len = io.out_len;
+	}
+
+	if (areq->result_len > e->output_size) {
+		e->status = -ENOSPC;
+		e->output_size = areq->result_len;
+		return 0;
+	}
+	if (copy_to_user(u64_to_user_ptr(e->output), areq->result,
+			 areq->result_len))
+		return -EFAULT;
+	e->output_size = areq->result_len;
+	return 1;
+}
+
+static bool flax_client_has_done(struct flax_client *client)
+{
+	return !list_empty_careful(&client->done);
+}
+
+/* Waits for a finished request: as wait_event_interruptible_timeout(). */
+static long flax_client_wait(struct flax_client *client, unsigned long timeout)
+{
+	long ret;
+
+	ret = wait_event_interruptible_timeout(
+		client->wait, flax_client_has_done(client), timeout);
+	return ret;
+}
+
+/**
+ * flax_ioctl_reap() - FLAX_IOC_REAP.
+ * @file: the client's fd.
+ * @argp: user struct flax_reap.
+ * @usize: its size.
+ *
+ * Return: 0 with @reaped entries filled, -EINTR, -EINVAL, -EFAULT or
+ * -E2BIG.
+ */
+int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize)
+{
+	struct flax_client *client =
+		&((struct flax_file *)file->private_data)->client;
+	struct flax_reap_entry __user *ue;
+	struct flax_reap req;
+	int ret;
+
+	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
+	if (ret)
+		return ret;
+	if (req.flags || req.reserved || !req.count)
+		return -EINVAL;
+	if (req.timeout_ms &&
+	    flax_client_wait(client, msecs_to_jiffies(req.timeout_ms)) < 0)
+		return -EINTR;
+
+	ue = u64_to_user_ptr(req.entries);
+	req.reaped = 0;
+	mutex_lock(&client->reap_lock);
+	while (req.reaped < req.count) {
+		struct flax_reap_entry e;
+		struct flax_areq *areq;
+		int consumed;
+
+		spin_lock(&client->lock);
+		areq = list_first_entry_or_null(&client->done, struct flax_areq,
+						done_node);
+		spin_unlock(&client->lock);
+		if (!areq)
+			break;
+		if (copy_from_user(&e, &ue[req.reaped], sizeof(e))) {
+			ret = -EFAULT;
+			break;
+		}
+		consumed = flax_areq_reap(areq, &e);
+		if (consumed < 0 ||
+		    copy_to_user(&ue[req.reaped], &e, sizeof(e))) {
+			ret = -EFAULT;
+			break;
+		}
+		req.reaped++;
+		if (!consumed)
+			break;
+		spin_lock(&client->lock);
+		list_del(&areq->done_node);
+		list_del(&areq->node);
+		client->npending--;
+		spin_unlock(&client->lock);
+		flax_infer_account(areq->model, areq->status, areq->start);
+		flax_areq_free(areq);
+	}
+	spin_lock(&client->lock);
+	req.pending = client->npending;
+	spin_unlock(&client->lock);
+	mutex_unlock(&client->reap_lock);
+
+	if (ret && !req.reaped)
+		return ret;
+	return flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+}
+
+/**
+ * flax_file_poll() - poll(): readable while a finished request waits.
+ * @file: the fd.
+ * @wait: the poll table.
+ *
+ * Return: EPOLLIN | EPOLLRDNORM when FLAX_IOC_REAP has something, else 0.
+ */
+__poll_t flax_file_poll(struct file *file, poll_table *wait)
+{
+	struct flax_client *client =
+		&((struct flax_file *)file->private_data)->client;
+
+	poll_wait(file, &client->wait, wait);
+	return flax_client_has_done(client) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+/* Cancels every request of a closing fd (see flax_file_release()). */
+static void flax_client_release(struct flax_client *client)
+{
+	struct flax_areq *areq;
+	struct flax_model *model;
+	struct flax_slot *slot;
+
+	for (;;) {
+		spin_lock(&client->lock);
+		areq = list_first_entry_or_null(&client->all, struct flax_areq,
+						node);
+		if (areq)
+			list_del(&areq->node);
+		spin_unlock(&client->lock);
+		if (!areq)
+			break;
+
+		/* No timeout may run from here on. */
+		cancel_delayed_work_sync(&areq->timeout);
+		model = areq->model;
+		spin_lock(&model->lock);
+		slot = areq->slot;
+		if (slot) {
+			switch (slot->state) {
+			case FLAX_SLOT_QUEUED:
+				list_del_init(&slot->node);
+				model->nqueued--;
+				flax_slot_free(model, slot);
+				break;
+			case FLAX_SLOT_FETCHED:
+				slot->state = FLAX_SLOT_ABANDONED;
+				slot->async = NULL;
+				break;
+			case FLAX_SLOT_DONE:
+				flax_slot_free(model, slot);
+				break;
+			default:
+				WARN_ONCE(1, "slot %u in state %d\n",
+					  slot->index, slot->state);
+				break;
+			}
+			areq->slot = NULL;
+		}
+		spin_unlock(&model->lock);
+		/* Finished ones sit on the done list too. */
+		spin_lock(&client->lock);
+		if (!list_empty(&areq->done_node))
+			list_del(&areq->done_node);
+		spin_unlock(&client->lock);
+		flax_infer_account(model, -ECANCELED, areq->start);
+		flax_areq_free(areq);
+	}
+}
+
 /* Worker side. */
 
 /*
@@ -821,7 +1354,8 @@ int flax_ioctl_worker_attach(struct file *file, void __user *argp,
 	 * One model per fd, set once.  The full barrier of cmpxchg() orders
 	 * the worker's initialisation before its publication.
 	 */
-	if (cmpxchg(&file->private_data, NULL, worker)) {
+	if (cmpxchg(&((struct flax_file *)file->private_data)->worker, NULL,
+		    worker)) {
 		flax_worker_release_one(worker);
 		return -EINVAL;
 	}
@@ -1163,13 +1697,43 @@ int flax_worker_mmap(struct file *file, struct vm_area_struct *vma)
 }
 
 /**
- * flax_worker_release() - release an fd's worker, if it is one.
- * @file: the fd being released (closed and unmapped).
+ * flax_file_open() - set up the state of a new fd.
+ * @file: the fd.
+ *
+ * Return: 0 or -ENOMEM.
  */
-void flax_worker_release(struct file *file)
+int flax_file_open(struct file *file)
 {
-	struct flax_worker *worker = file->private_data;
+	struct flax_file *ff;
 
-	if (worker)
-		flax_worker_release_one(worker);
+	ff = kzalloc(sizeof(*ff), GFP_KERNEL);
+	if (!ff)
+		return -ENOMEM;
+	spin_lock_init(&ff->client.lock);
+	INIT_LIST_HEAD(&ff->client.all);
+	INIT_LIST_HEAD(&ff->client.done);
+	init_waitqueue_head(&ff->client.wait);
+	mutex_init(&ff->client.reap_lock);
+	ff->client.next_ticket = 1;
+	file->private_data = ff;
+	return 0;
+}
+
+/**
+ * flax_file_release() - release an fd: its requests, its worker.
+ * @file: the fd being released (closed and unmapped).
+ *
+ * Unreaped asynchronous requests are cancelled: queued jobs leave the
+ * queue, fetched ones are left to their workers as abandoned, finished
+ * ones give their slots back.  The worker's jobs are requeued.
+ */
+void flax_file_release(struct file *file)
+{
+	struct flax_file *ff = file->private_data;
+
+	flax_client_release(&ff->client);
+	if (ff->worker)
+		flax_worker_release_one(ff->worker);
+	mutex_destroy(&ff->client.reap_lock);
+	kfree(ff);
 }

@@ -7,6 +7,7 @@
 #ifndef _FLAX_JOB_H
 #define _FLAX_JOB_H
 
+#include <linux/poll.h>
 #include <linux/types.h>
 
 struct file;
@@ -24,7 +25,12 @@ int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize);
 int flax_ioctl_complete(struct file *file, void __user *argp,
 			unsigned int usize);
 
+int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize);
+int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize);
+
+int flax_file_open(struct file *file);
+void flax_file_release(struct file *file);
+__poll_t flax_file_poll(struct file *file, poll_table *wait);
 int flax_worker_mmap(struct file *file, struct vm_area_struct *vma);
-void flax_worker_release(struct file *file);
 
 #endif /* _FLAX_JOB_H */

@@ -25,6 +25,7 @@
 #include "uapi/flaxdev.h"
 
 struct flax_worker;
+struct flax_areq;
 
 /**
  * enum flax_slot_state - where a job is (docs/design.md, "Slot states").
@@ -59,6 +60,8 @@ enum flax_slot_state {
  * @retries: requeues after a worker died.
  * @status: 0 or the negative errno of a DONE job.
  * @wait: the client waits here for DONE.
+ * @async: the asynchronous request (FLAX_IOC_SUBMIT) that owns the slot,
+ *	or NULL for a synchronous one; told when the slot is DONE.
  *
  * Everything but @index and @wait is protected by the model's @lock.
  */
@@ -73,6 +76,7 @@ struct flax_slot {
 	u32 retries;
 	int status;
 	wait_queue_head_t wait;
+	struct flax_areq *async;
 };
 
 /**

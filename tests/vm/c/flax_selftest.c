@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1793,6 +1794,215 @@ static void test_text(void)
 	close(fd);
 }
 
+/* Asynchronous requests: SUBMIT, poll, REAP. */
+
+#define AS_N 8
+
+static int submit(int fd, uint32_t id, struct flax_submit_entry *e,
+		  uint32_t count, uint32_t *submitted)
+{
+	struct flax_submit s = { .model_id = id, .entries = (uintptr_t)e,
+				 .count = count };
+	int ret = ioctl(fd, FLAX_IOC_SUBMIT, &s) ? -errno : 0;
+
+	if (submitted)
+		*submitted = s.submitted;
+	return ret;
+}
+
+static int reap(int fd, struct flax_reap_entry *e, uint32_t count,
+		uint32_t timeout_ms, uint32_t *reaped, uint32_t *pending)
+{
+	struct flax_reap r = { .entries = (uintptr_t)e, .count = count,
+			       .timeout_ms = timeout_ms };
+	int ret = ioctl(fd, FLAX_IOC_REAP, &r) ? -errno : 0;
+
+	*reaped = r.reaped;
+	if (pending)
+		*pending = r.pending;
+	return ret;
+}
+
+static bool readable(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+static void test_async(void)
+{
+	int fd = dev_open(), afd = dev_open(), id, ret, bad = 0;
+	float in[AS_N][4], out[AS_N][4];
+	struct flax_submit_entry se[AS_N];
+	struct flax_reap_entry re[AS_N];
+	struct flax_model_desc d;
+	uint32_t n, got = 0, pending = 0;
+	struct worker w;
+	double t0;
+
+	desc_vec(&d, "async", 4);
+	d.nslots = AS_N;
+	id = model_create(fd, &d);
+	CHECK(id > 0, "async: create");
+
+	/* No worker yet: nothing to reap, not readable. */
+	CHECK(!readable(afd, 0), "async: idle fd not readable");
+	ret = reap(afd, re, 1, 0, &got, &pending);
+	CHECK(!ret && !got && !pending, "async: REAP of nothing: 0 reaped");
+
+	memset(se, 0, sizeof(se));
+	for (int i = 0; i < AS_N; i++) {
+		for (int j = 0; j < 4; j++)
+			in[i][j] = (float)(10 * i + j);
+		se[i].input = (uintptr_t)in[i];
+		se[i].input_size = sizeof(in[i]);
+		se[i].user_data = 1000 + i;
+	}
+	ret = submit(afd, id, se, AS_N, &n);
+	CHECK(!ret && n == AS_N, "async: SUBMIT %d requests in one call (%d, %u)",
+	      AS_N, ret, n);
+	for (int i = 0; i < AS_N; i++)
+		bad += !se[i].ticket || (i && se[i].ticket <= se[i - 1].ticket);
+	CHECK(!bad, "async: tickets non-zero and increasing");
+	CHECK(sysfs_num("async", "queued") == AS_N, "async: all queued");
+
+	CHECK(worker_start(&w, id, W_ECHO, 3, 0) == 0, "async: worker up");
+	t0 = now_s();
+	got = 0;
+	while (got < AS_N && now_s() - t0 < 10) {
+		uint32_t k;
+
+		if (!readable(afd, 1000))
+			continue;
+		for (int i = 0; i < AS_N; i++) {
+			re[i].output = (uintptr_t)out[i];
+			re[i].output_size = sizeof(out[i]);
+		}
+		ret = reap(afd, re + got, AS_N - got, 0, &k, &pending);
+		if (ret)
+			break;
+		got += k;
+	}
+	CHECK(got == AS_N && !pending, "async: poll + REAP collect all (%u, %u left)",
+	      got, pending);
+	bad = 0;
+	for (uint32_t i = 0; i < got; i++) {
+		int k = (int)(re[i].user_data - 1000);
+		const float *o = (const float *)(uintptr_t)re[i].output;
+
+		if (k < 0 || k >= AS_N || re[i].status ||
+		    re[i].ticket != se[k].ticket ||
+		    re[i].output_size != sizeof(out[0])) {
+			bad++;
+			continue;
+		}
+		for (int j = 0; j < 4; j++)
+			bad += o[j] != in[k][j] * 2.0f + 1.0f;
+	}
+	CHECK(!bad, "async: each result is its own request's (%d bad)", bad);
+	CHECK(!readable(afd, 0), "async: not readable once reaped");
+
+	/* A short buffer: -ENOSPC with the size, the result kept. */
+	ret = submit(afd, id, se, 1, &n);
+	re[0].output = (uintptr_t)out[0];
+	re[0].output_size = 3;
+	ret = ret ?: reap(afd, re, 1, 5000, &got, &pending);
+	CHECK(!ret && got == 1 && re[0].status == -ENOSPC &&
+	      re[0].output_size == 16 && pending == 1,
+	      "async: short buffer: ENOSPC with the size, kept (%d %u %d %u)",
+	      ret, got, re[0].status, re[0].output_size);
+	re[0].output_size = 16;
+	ret = reap(afd, re, 1, 0, &got, &pending);
+	CHECK(!ret && got == 1 && !re[0].status && out[0][3] == 7.0f &&
+	      !pending, "async: then reaped whole");
+	worker_stop(&w);
+
+	/* No worker: each request times out on its own, reaped as -ETIMEDOUT. */
+	se[0].timeout_ms = 200;
+	se[1].timeout_ms = 200;
+	t0 = now_s();
+	ret = submit(afd, id, se, 2, &n);
+	CHECK(!ret && readable(afd, 3000) && now_s() - t0 < 1.5,
+	      "async: readable after the timeout (%.2f s)", now_s() - t0);
+	msleep(100);
+	ret = reap(afd, re, 2, 1000, &got, &pending);
+	CHECK(!ret && got == 2 && re[0].status == -ETIMEDOUT &&
+	      re[1].status == -ETIMEDOUT && !pending,
+	      "async: both ETIMEDOUT (%u: %d %d)", got, re[0].status,
+	      re[1].status);
+	CHECK(sysfs_num("async", "queued") == 0, "async: queue empty again");
+	se[0].timeout_ms = se[1].timeout_ms = 0;
+
+	/* Closing the fd cancels what it has not reaped. */
+	{
+		int cfd = dev_open();
+
+		ret = submit(cfd, id, se, 4, &n);
+		CHECK(!ret && n == 4 && sysfs_num("async", "queued") == 4,
+		      "async: 4 queued by an fd");
+		close(cfd);
+		CHECK(sysfs_num("async", "queued") == 0,
+		      "async: closing it cancels them");
+	}
+
+	/* max_queue with O_NONBLOCK: a short submit, then EAGAIN. */
+	{
+		int nfd = open(DEV, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		char path[128];
+		FILE *f;
+
+		snprintf(path, sizeof(path), SYSFS_MODELS "/async/max_queue");
+		f = fopen(path, "w");
+		if (f) {
+			fputs("2\n", f);
+			fclose(f);
+		}
+		ret = submit(nfd, id, se, 3, &n);
+		CHECK(!ret && n == 2, "async: max_queue 2: 2 of 3 submitted (%d, %u)",
+		      ret, n);
+		CHECK(submit(nfd, id, se, 1, &n) == -EAGAIN,
+		      "async: then EAGAIN on a non-blocking fd");
+		close(nfd);
+	}
+
+	/* Bad requests. */
+	CHECK(submit(afd, id, se, 0, &n) == -EINVAL, "async: count 0 EINVAL");
+	CHECK(submit(afd, id, se, AS_N + 1, &n) == -EINVAL,
+	      "async: count > nslots EINVAL");
+	CHECK(submit(afd, 0x7fffffff, se, 1, &n) == -ENOENT,
+	      "async: unknown model ENOENT");
+	{
+		struct flax_submit s = { .model_id = id, .entries = 8, .count = 1 };
+		struct flax_reap r = { .entries = (uintptr_t)re, .count = 0 };
+
+		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EFAULT,
+			  "async: bad entries pointer");
+		s.entries = (uintptr_t)se;
+		s.flags = 1u << 31;
+		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
+			  "async: SUBMIT undefined flag");
+		s.flags = 0;
+		s.reserved[1] = 1;
+		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
+			  "async: SUBMIT reserved");
+		CHECK_ERR(ioctl(afd, FLAX_IOC_REAP, &r), EINVAL,
+			  "async: REAP count 0");
+		r.count = 1;
+		r.flags = 1;
+		CHECK_ERR(ioctl(afd, FLAX_IOC_REAP, &r), EINVAL,
+			  "async: REAP flags");
+	}
+	se[0].input_size = 3;
+	CHECK(submit(afd, id, se, 1, &n) == -EINVAL,
+	      "async: wrong input size EINVAL");
+	se[0].input_size = 16;
+
+	CHECK(model_destroy(fd, id) == 0, "async: destroy");
+	close(afd);
+	close(fd);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1802,6 +2012,7 @@ static const struct {
 	{ "digits", test_digits },
 	{ "raw", test_raw },
 	{ "text", test_text },
+	{ "async", test_async },
 	{ "concurrent", test_concurrent },
 	{ "errors", test_errors },
 	{ "kill", test_kill },
