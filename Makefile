@@ -17,7 +17,7 @@ TOP := $(CURDIR)
 # Resolved when a recipe runs, after setup has installed the kernel.
 kver = $(shell kbuild/kver.sh $(or $(KVER),$(KSERIES)))
 
-.PHONY: all setup module python ctools test test-host test-exhaustive test-vm test-debug demo check \
+.PHONY: all setup module python ctools test test-host fuzz test-exhaustive test-vm test-debug demo check \
 	check-setup check-style check-build check-python check-packaging \
 	install dkms-install dkms-uninstall udev-install clean
 
@@ -44,12 +44,19 @@ ctools:
 test: setup
 	$(MAKE) python ctools
 	$(MAKE) test-host
+	$(MAKE) fuzz
 	set -e; for series in $(KSERIES); do \
 		$(MAKE) module test-vm KSERIES=$$series; \
 	done
 
 test-host:
 	$(PY) -m pytest -q tests/host
+
+# libFuzzer over the tokeniser and the vocabulary parser, FUZZ_SECONDS each
+# (tests/fuzz/: seeds in the repository, new inputs and crashes in build/fuzz).
+FUZZ_SECONDS ?= 30
+fuzz:
+	$(MAKE) -C tests/fuzz fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # expf over all 2^32 inputs (C harness and numpy): several minutes.
 test-exhaustive:

@@ -290,9 +290,15 @@ void flax_model_kill(struct flax_model *model)
 
 /* Client side. */
 
+/* Why a model that took no new job refused it: destroyed or draining. */
+static int flax_no_slot(const struct flax_model *model)
+{
+	return READ_ONCE(model->dead) ? -ENODEV : -EAGAIN;
+}
+
 /*
- * Wait condition: true once a slot is claimed or the model is dead.  At
- * most @max_queue slots are busy at once.
+ * Wait condition: true once a slot is claimed or the model refuses new
+ * jobs (dead or draining).  At most @max_queue slots are busy at once.
  */
 static bool flax_slot_try_claim(struct flax_model *model, u32 max_queue,
 				struct flax_slot **slotp)
@@ -301,7 +307,7 @@ static bool flax_slot_try_claim(struct flax_model *model, u32 max_queue,
 	bool ret = true;
 
 	spin_lock(&model->lock);
-	if (model->dead)
+	if (model->dead || model->draining)
 		goto out_unlock;
 	slot = list_first_entry_or_null(&model->free, struct flax_slot, node);
 	if (!slot || model->nbusy >= max_queue) {
@@ -330,7 +336,7 @@ static int flax_slot_claim(struct flax_model *model, u32 max_queue,
 	if (nonblock) {
 		if (!flax_slot_try_claim(model, max_queue, slotp))
 			return -EAGAIN;
-		return *slotp ? 0 : -ENODEV;
+		return *slotp ? 0 : flax_no_slot(model);
 	}
 	ret = wait_event_interruptible_timeout(
 		model->slot_wait, flax_slot_try_claim(model, max_queue, slotp),
@@ -339,7 +345,7 @@ static int flax_slot_claim(struct flax_model *model, u32 max_queue,
 		return -EINTR;
 	if (!ret)
 		return -ETIMEDOUT;
-	return *slotp ? 0 : -ENODEV;
+	return *slotp ? 0 : flax_no_slot(model);
 }
 
 static void flax_slot_put(struct flax_model *model, struct flax_slot *slot)

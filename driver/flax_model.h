@@ -244,6 +244,8 @@ struct flax_shell_result {
  * @workers: attached workers by ring index.
  * @nworkers: number of attached workers.
  * @dead: destroyed; no new job is accepted.
+ * @draining: quiesced through sysfs "state": new requests fail with
+ *	-EAGAIN, those under way finish.
  * @slot_wait: clients waiting for a free slot.
  * @job_wait: workers waiting in FLAX_IOC_FETCH.
  * @stats: statistics.
@@ -277,6 +279,7 @@ struct flax_model {
 	struct flax_worker *workers[FLAX_MAX_WORKERS];
 	u32 nworkers;
 	bool dead;
+	bool draining;
 
 	wait_queue_head_t slot_wait;
 	wait_queue_head_t job_wait;

@@ -362,6 +362,50 @@ static ssize_t flax_norm_std_store(struct kobject *kobj,
 FLAX_RW(norm_mean);
 FLAX_RW(norm_std);
 
+/*
+ * Quiesce: "drain" stops new requests (-EAGAIN) while those under way
+ * finish, for a live upgrade of the workers; "run" takes them again.
+ * Reads "running", "draining", or "drained" once nothing is under way.
+ */
+static ssize_t flax_state_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	struct flax_model *model = flax_kobj_model(kobj);
+	bool draining, idle;
+
+	spin_lock(&model->lock);
+	draining = model->draining;
+	idle = !model->nbusy;
+	spin_unlock(&model->lock);
+	return sysfs_emit(buf, "%s\n",
+			  !draining ? "running" :
+			  idle	    ? "drained" :
+				      "draining");
+}
+
+static ssize_t flax_state_store(struct kobject *kobj,
+				struct kobj_attribute *attr, const char *buf,
+				size_t count)
+{
+	struct flax_model *model = flax_kobj_model(kobj);
+	bool drain;
+
+	if (sysfs_streq(buf, "drain"))
+		drain = true;
+	else if (sysfs_streq(buf, "run"))
+		drain = false;
+	else
+		return -EINVAL;
+	spin_lock(&model->lock);
+	model->draining = drain;
+	spin_unlock(&model->lock);
+	/* Clients waiting for a slot see the change. */
+	wake_up_all(&model->slot_wait);
+	return count;
+}
+
+FLAX_RW(state);
+
 /* Queue state, read-only snapshots of counters kept under the lock. */
 
 static ssize_t flax_queued_show(struct kobject *kobj,
@@ -651,6 +695,7 @@ static struct attribute *flax_model_attrs[] = {
 	&flax_attr_max_queue.attr.attr,
 	&flax_attr_norm_mean.attr,
 	&flax_attr_norm_std.attr,
+	&flax_attr_state.attr,
 	&flax_attr_queued.attr,
 	&flax_attr_in_flight.attr,
 	&flax_attr_workers.attr,

@@ -2003,6 +2003,74 @@ static void test_async(void)
 	close(fd);
 }
 
+/* Quiesce through sysfs "state": drain, drained, run. */
+
+static int sysfs_write(const char *model, const char *attr, const char *val)
+{
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), SYSFS_MODELS "/%s/%s", model, attr);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, strlen(val));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+static void test_drain(void)
+{
+	int fd = dev_open(), afd = dev_open(), id, ret;
+	struct flax_submit_entry se[2] = { 0 };
+	struct flax_reap_entry re[2] = { 0 };
+	float in[4] = { 1, 2, 3, 4 }, out[2][4];
+	struct flax_model_desc d;
+	uint32_t n, size = sizeof(out[0]);
+	char state[32];
+	struct worker w;
+
+	desc_vec(&d, "drain", 4);
+	d.nslots = 4;
+	id = model_create(fd, &d);
+	for (int i = 0; i < 2; i++) {
+		se[i].input = (uintptr_t)in;
+		se[i].input_size = sizeof(in);
+		re[i].output = (uintptr_t)out[i];
+		re[i].output_size = sizeof(out[i]);
+	}
+	ret = submit(afd, id, se, 2, &n);
+	CHECK(!ret && n == 2, "drain: two requests queued");
+	CHECK(sysfs_write("drain", "state", "drain\n") == 0 &&
+	      !sysfs_read("drain", "state", state, sizeof(state)) &&
+	      !strcmp(state, "draining"), "drain: state draining (%s)", state);
+	CHECK(infer(fd, id, in, sizeof(in), out[0], &size, 0) == -EAGAIN,
+	      "drain: a new request is EAGAIN");
+	CHECK(submit(afd, id, se, 1, &n) == -EAGAIN, "drain: a new SUBMIT too");
+	CHECK(worker_start(&w, id, W_ECHO, 2, 0) == 0, "drain: worker up");
+	ret = reap(afd, re, 2, 5000, &n, NULL);
+	if (!ret && n < 2) {
+		uint32_t k;
+
+		ret = reap(afd, re + n, 2 - n, 5000, &k, NULL);
+		n += k;
+	}
+	CHECK(!ret && n == 2 && !re[0].status && !re[1].status &&
+	      out[0][0] == 3.0f, "drain: the queued ones finish (%u)", n);
+	CHECK(!sysfs_read("drain", "state", state, sizeof(state)) &&
+	      !strcmp(state, "drained"), "drain: state drained (%s)", state);
+	CHECK(sysfs_write("drain", "state", "sideways") == -EINVAL,
+	      "drain: bad state EINVAL");
+	CHECK(sysfs_write("drain", "state", "run") == 0 &&
+	      infer(fd, id, in, sizeof(in), out[0], &size, 0) == 0 &&
+	      out[0][3] == 9.0f, "drain: run: served again");
+	worker_stop(&w);
+	model_destroy(fd, id);
+	close(afd);
+	close(fd);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -2013,6 +2081,7 @@ static const struct {
 	{ "raw", test_raw },
 	{ "text", test_text },
 	{ "async", test_async },
+	{ "drain", test_drain },
 	{ "concurrent", test_concurrent },
 	{ "errors", test_errors },
 	{ "kill", test_kill },
