@@ -12,14 +12,27 @@ Worker::
     spec = pyflaxdev.models.get("digits")
     pyflaxdev.serve(spec.module, spec.params, model="digits")
 
+Asynchronous requests::
+
+    tickets = model.submit([x1, x2])              # FLAX_IOC_SUBMIT, returns at once
+    done = dev.reap(timeout_ms=100)               # FLAX_IOC_REAP: [Completion, ...]
+    with pyflaxdev.Client("digits") as client:    # concurrent.futures
+        futures = [client.submit(x) for x in xs]
+    async with pyflaxdev.AsyncClient("digits") as client:   # asyncio
+        result = await client.infer(x)
+
 Importing pyflaxdev does not import JAX; serving and the model zoo do, when used.
 """
 
+from pyflaxdev import aio
+from pyflaxdev.aio import AsyncClient
+from pyflaxdev.client import Client
 from pyflaxdev.device import DEFAULT_PATH, Device, DeviceInfo, open
 from pyflaxdev.errors import (
     AbiMismatch,
     BufferTooSmall,
     Busy,
+    Cancelled,
     DeviceNotFound,
     FlaxError,
     Interrupted,
@@ -38,6 +51,7 @@ from pyflaxdev.errors import (
 from pyflaxdev.model import Model
 from pyflaxdev.results import Classes, Result, TopK
 from pyflaxdev.spec import ModelDesc, ModelInfo, Normalization, TensorSpec
+from pyflaxdev.submit import Completion
 from pyflaxdev.worker import ServeHandle, Worker, WorkerStats, serve, serving
 
 __version__ = "0.1.0"
@@ -45,9 +59,13 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_PATH",
     "AbiMismatch",
+    "AsyncClient",
     "BufferTooSmall",
     "Busy",
+    "Cancelled",
     "Classes",
+    "Client",
+    "Completion",
     "Device",
     "DeviceInfo",
     "DeviceNotFound",
@@ -74,6 +92,7 @@ __all__ = [
     "Worker",
     "WorkerFailed",
     "WorkerStats",
+    "aio",
     "open",
     "serve",
     "serving",

@@ -27,6 +27,7 @@ from pyflaxdev.errors import FlaxError, InvalidArgument, check, open_error
 from pyflaxdev.labels import check_labels
 from pyflaxdev.model import Model
 from pyflaxdev.spec import ModelDesc, ModelInfo, Normalization, NormalizeArg, TensorSpec
+from pyflaxdev.submit import DEFAULT_REAP_MAX, Completion, RequestTable, reap
 from pyflaxdev.uapi import ffi, lib
 
 __all__ = ["DEFAULT_PATH", "Device", "DeviceInfo", "default_path", "open"]
@@ -64,6 +65,8 @@ class Device(io.FileIO):
         except OSError as exc:
             raise open_error(path, exc) from None
         self.path: str = path
+        #: Requests queued by :meth:`Model.submit` on this fd and not reaped yet.
+        self.requests = RequestTable()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fileno()}"
@@ -94,6 +97,26 @@ class Device(io.FileIO):
                 continue
             ctx = {"path": self.path, **(context or {})}
             return check(result, op, ctx)
+
+    # -- asynchronous requests -----------------------------------------------
+
+    def reap(self, max: int = DEFAULT_REAP_MAX, *, timeout_ms: int = 0) -> list[Completion]:
+        """``FLAX_IOC_REAP``: collect up to ``max`` finished requests of this fd.
+
+        Waits up to ``timeout_ms`` for a first result (0: not at all) and
+        returns the results that are there, in the order they finished
+        (an empty list when none came in time).  Each
+        :class:`~pyflaxdev.submit.Completion` carries the request's ticket,
+        user_data, status (0 or errno) and its result decoded with the
+        description of the model it was submitted to by :meth:`Model.submit`
+        (:class:`~pyflaxdev.results.Classes`, a float32 vector, or ``str``
+        for a text request), or ``error``, the exception
+        :meth:`Model.infer` would raise.  Buffers are sized from the pending
+        requests' ``result_size``/``text_size``; a result that does not fit
+        (``ENOSPC``) is reaped again with the size the module reports.  The
+        fd also becomes readable (``select``/``poll``) while a result waits.
+        """
+        return reap(self, max, timeout_ms)
 
     # -- device-level ioctls -------------------------------------------------
 

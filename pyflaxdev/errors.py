@@ -21,6 +21,7 @@ __all__ = [
     "AbiMismatch",
     "BufferTooSmall",
     "Busy",
+    "Cancelled",
     "DeviceNotFound",
     "FlaxError",
     "Interrupted",
@@ -52,9 +53,15 @@ class FlaxError(OSError):
 
     Attributes: ``errno`` (the errno), ``message`` (the full message, also
     ``str(exc)`` and ``strerror``), ``filename`` (the device path, when known).
+    A failed vector submission (:meth:`pyflaxdev.Model.submit`) also sets
+    ``submitted``, the tickets of the requests queued before the failing one
+    (they are under way and must be reaped), and ``index``, the failing
+    input's position; other errors leave them ``()`` and ``None``.
     """
 
     default_errno: ClassVar[int] = codes.EIO
+    submitted: tuple[int, ...] = ()
+    index: int | None = None
 
     def __init__(
         self, message: str, errno: int | None = None, *, filename: str | None = None
@@ -127,6 +134,12 @@ class BufferTooSmall(FlaxError):
     needed: int | None = None
 
 
+class Cancelled(FlaxError):
+    """The request was cancelled: its client was closed before the result came (``ECANCELED``)."""
+
+    default_errno = codes.ECANCELED
+
+
 class AbiMismatch(FlaxError):
     """The module rejects the struct size (``E2BIG``) or does not know the ioctl."""
 
@@ -187,6 +200,7 @@ ERRNO_CLASSES: dict[int, type[FlaxError]] = {
     codes.EACCES: PermissionDenied,
     codes.EPERM: PermissionDenied,
     codes.ENXIO: NotAttached,
+    codes.ECANCELED: Cancelled,
 }
 
 # Classes that depend on the operation as well as the errno.
@@ -221,6 +235,22 @@ _MESSAGES: dict[tuple[str, int], str] = {
     ("INFER", codes.ENODATA): "model {model!r} has no vocabulary yet (set it with"
     " FLAX_IOC_VOCAB_SET)",
     ("INFER", codes.EILSEQ): "input text for model {model!r} is not valid UTF-8",
+    ("SUBMIT", codes.ENOENT): "model {model!r} no longer exists",
+    ("SUBMIT", codes.ENODEV): "model {model!r} was destroyed during the submission",
+    ("SUBMIT", codes.EINVAL): "submission to model {model!r} rejected by the module (input"
+    " size, a count outside 1 to nslots, or flags)",
+    ("SUBMIT", codes.EAGAIN): "model {model!r} has its max_queue requests under way"
+    " (non-blocking fd): nothing was queued",
+    ("SUBMIT", codes.ETIMEDOUT): "no room on model {model!r} within {timeout_ms} ms"
+    " (max_queue requests under way; unreaped results hold their slots)",
+    ("SUBMIT", codes.EINTR): "submission to model {model!r} interrupted by a signal",
+    ("SUBMIT", codes.ENODATA): "model {model!r} has no vocabulary yet (set it with"
+    " FLAX_IOC_VOCAB_SET)",
+    ("SUBMIT", codes.EILSEQ): "input text for model {model!r} is not valid UTF-8",
+    ("SUBMIT", codes.ENOMEM): "out of memory submitting to model {model!r}",
+    ("REAP", codes.EINVAL): "REAP rejected by the module (count 0, flags or a reserved field set)",
+    ("REAP", codes.EINTR): "waiting for results interrupted by a signal",
+    ("INFER", codes.ECANCELED): "request on model {model!r} cancelled: its client was closed",
     ("VOCAB_SET", codes.EINVAL): "vocabulary of model {model!r} rejected{where}: not a"
     " tokenising model, a bad or duplicate token, or a special token missing",
     ("VOCAB_SET", codes.E2BIG): "vocabulary of model {model!r} is too large{where} (at most"

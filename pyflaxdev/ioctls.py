@@ -26,6 +26,8 @@ __all__ = [
     "MODEL_CREATE",
     "MODEL_DESTROY",
     "MODEL_GET",
+    "REAP",
+    "SUBMIT",
     "VOCAB_SET",
     "WORKER_ATTACH",
     "Ioctl",
@@ -77,6 +79,8 @@ IOCTLS: dict[str, Ioctl] = {
         Ioctl("FETCH", _READ | _WRITE, 0x11, "struct flax_fetch"),
         Ioctl("COMPLETE", _READ | _WRITE, 0x12, "struct flax_complete"),
         Ioctl("INFER", _READ | _WRITE, 0x20, "struct flax_infer"),
+        Ioctl("SUBMIT", _READ | _WRITE, 0x21, "struct flax_submit"),
+        Ioctl("REAP", _READ | _WRITE, 0x22, "struct flax_reap"),
     )
 }
 
@@ -91,3 +95,5 @@ WORKER_ATTACH = IOCTLS["WORKER_ATTACH"].request
 FETCH = IOCTLS["FETCH"].request
 COMPLETE = IOCTLS["COMPLETE"].request
 INFER = IOCTLS["INFER"].request
+SUBMIT = IOCTLS["SUBMIT"].request
+REAP = IOCTLS["REAP"].request

@@ -23,13 +23,13 @@ from __future__ import annotations
 import errno
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pyflaxdev import ioctls, uapi
+from pyflaxdev import ioctls, submit, uapi
 from pyflaxdev.errors import BufferTooSmall, InvalidArgument, check, error_for
 from pyflaxdev.labels import check_labels, decode_labels, encode_labels
 from pyflaxdev.results import Result, decode_classes, decode_vector
@@ -113,6 +113,67 @@ class Model:
                 continue
             return raw.decode("utf-8", "replace")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def submit(
+        self,
+        inputs: Sequence[Input],
+        *,
+        timeout_ms: int = 0,
+        text: bool = False,
+        user_data: int | Sequence[int] | None = None,
+    ) -> list[int]:
+        """``FLAX_IOC_SUBMIT``: queue one request per input and return their tickets at once.
+
+        Collect the results with :meth:`Device.reap
+        <pyflaxdev.device.Device.reap>` on this model's device (results are
+        per fd).  Every input is checked first (:meth:`check_input`; nothing
+        is queued if one is bad).  The inputs go in SUBMIT calls of at most
+        ``nslots`` entries; ``text`` asks for text results
+        (``FLAX_INFER_TEXT``); ``timeout_ms`` (0: the model's) runs from the
+        submission, and a request not finished by then is reaped with
+        ``ETIMEDOUT``.  ``user_data`` (an int for all, or one per input; 0 by
+        default) comes back with each result.
+
+        A short ``submitted`` is followed by a SUBMIT of the rest.  When a
+        SUBMIT queues nothing, the :class:`~pyflaxdev.errors.FlaxError` of the
+        input at fault is raised (as ``FLAX_IOC_INFER`` would raise it; a
+        non-blocking fd at ``max_queue`` gives :class:`~pyflaxdev.errors.Busy`,
+        ``EAGAIN``) with ``submitted``, the tickets already queued (reap them
+        like any other), and ``index``, the position of that input.  On a
+        blocking fd, a SUBMIT waits for room while the model has ``max_queue``
+        requests under way; finished results hold their slots until reaped.
+        """
+        payloads = [self.check_input(x) for x in inputs]
+        values = submit.user_data_list(user_data, len(payloads))
+        if not payloads:
+            return []
+        flags = lib.FLAX_INFER_TEXT if text else 0
+        table = self.device.requests
+        table.begin_submit()
+        tickets: list[int] = []
+        try:
+            tickets, code = submit.submit_all(
+                self.device.fileno(),
+                self.id,
+                payloads,
+                chunk=max(1, self.info.nslots),
+                flags=flags,
+                timeout_ms=timeout_ms,
+                user_data=values,
+            )
+        finally:
+            table.end_submit(tickets, self, text, timeout_ms)
+        if code:
+            ctx = {
+                "path": self.device.path,
+                "model": self.name,
+                "timeout_ms": self._budget_ms(timeout_ms) or "the model's timeout",
+            }
+            exc = error_for(code, "SUBMIT", ctx)
+            exc.submitted = tuple(tickets)
+            exc.index = len(tickets)
+            raise exc
+        return tickets
 
     def check_input(self, x: Input) -> npt.NDArray[Any] | bytes:
         """Validate ``x`` against the model's input spec; return it C-contiguous.

@@ -77,8 +77,8 @@ ACCEPTED_CHAINS = (
 )
 
 #: Longest batching delay the module accepts (``FLAX_MAX_WAIT_US`` of the
-#: module, 10 s): ``max_queue_delay_us`` of a model and FETCH's ``max_wait_us``.
-MAX_WAIT_US = 10_000_000
+#: header, 10 s): ``max_queue_delay_us`` of a model and FETCH's ``max_wait_us``.
+MAX_WAIT_US: int = lib.FLAX_MAX_WAIT_US
 
 _U32_MAX = 0xFFFFFFFF
 _TOK_MIN_LEN = 2  # FLAX_TOK_MIN_LEN of the module: [CLS] and [SEP]
