@@ -1022,7 +1022,8 @@ out_put:
 
 /*
  * Hands a finished request's result to @e: 1 when it is consumed, 0 when
- * it stays (the buffer is short: -ENOSPC in @e), -EFAULT.
+ * it stays (the buffer is short: -ENOSPC in @e), or -ENOMEM or -EFAULT
+ * (@e not to be used; the request stays).
  */
 static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
 {
@@ -1056,9 +1057,9 @@ static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
 			ret = out ? 0 : -ENOMEM;
 		}
 		if (ret) {
+			/* Not reaped: the caller may try again. */
 			kvfree(buf);
-			e->status = ret;
-			return 0;
+			return ret;
 		}
 		io.kout = out;
 		io.out_cap = areq->rc.result_size;
@@ -1113,8 +1114,8 @@ static long flax_client_wait(struct flax_client *client, unsigned long timeout)
  * @argp: user struct flax_reap.
  * @usize: its size.
  *
- * Return: 0 with @reaped entries filled, -EINTR, -EINVAL, -EFAULT or
- * -E2BIG.
+ * Return: 0 with @reaped entries filled, -EINTR, -EINVAL, -EFAULT,
+ * -ENOMEM (nothing reaped) or -E2BIG.
  */
 int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize)
 {
@@ -1152,8 +1153,11 @@ int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize)
 			break;
 		}
 		consumed = flax_areq_reap(areq, &e);
-		if (consumed < 0 ||
-		    copy_to_user(&ue[req.reaped], &e, sizeof(e))) {
+		if (consumed < 0) {
+			ret = consumed;
+			break;
+		}
+		if (copy_to_user(&ue[req.reaped], &e, sizeof(e))) {
 			ret = -EFAULT;
 			break;
 		}

@@ -34,7 +34,8 @@
  *    attached);
  *  - FETCH, COMPLETE, mmap: ENXIO (fd is not a worker), ENODEV (model
  *    destroyed); COMPLETE and FETCH: EINVAL (bad completion);
- *  - SUBMIT: as INFER for the first entry, ENOSPC aside; REAP: EINTR;
+ *  - SUBMIT: as INFER for the first entry, ENOSPC aside; REAP: EINTR,
+ *    ENOMEM (nothing reaped; try again);
  *  - INFER: ENOSPC (output buffer too small; with FLAX_INFER_TEXT the
  *    job ran, and its result is lost), ENODATA (a tokenising model
  *    without vocabulary), EILSEQ (text that is not UTF-8), EAGAIN
@@ -585,7 +586,8 @@ struct flax_reap_entry {
  * @count: most results to collect, at least 1.
  * @flags: must be 0.
  * @timeout_ms: wait up to this long for a first result (0: do not wait).
- * @reaped: out: entries filled, in the order the requests finished.
+ * @reaped: out: entries filled, in the order the requests finished, the
+ *	last one possibly an -ENOSPC entry whose result is kept.
  * @pending: out: requests of this fd not yet reaped, after the call.
  * @reserved: must be 0.
  *
