@@ -10,8 +10,12 @@
  *	$ echo "0 0 5 13 9 1 0 0 ..." | digits_client
  *	0	0.998212385	6	0.00102004	8	0.000400021
  *
+ * With -x it prints the module's own text result instead (FLAX_INFER_TEXT:
+ * one "label<TAB>probability" line per class of the model's top-k, with
+ * the model's labels), and a blank line after each image.
+ *
  * Options: -m MODEL (default digits), -d DEVICE (default /dev/flax),
- * -t TIMEOUT_MS (default: the model's).
+ * -t TIMEOUT_MS (default: the model's), -x (text results).
  *
  * Build: make -C examples (needs only -I driver/uapi).
  */
@@ -75,11 +79,11 @@ int main(int argc, char **argv)
 	struct flax_model_desc desc;
 	struct flax_topk_result *res;
 	unsigned long lineno = 0;
-	__u32 timeout_ms = 0;
+	__u32 timeout_ms = 0, out_size;
 	char line[4096];
-	int fd, opt, status = 0;
+	int fd, opt, status = 0, text = 0;
 
-	while ((opt = getopt(argc, argv, "m:d:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "m:d:t:x")) != -1) {
 		switch (opt) {
 		case 'm':
 			model = optarg;
@@ -90,9 +94,12 @@ int main(int argc, char **argv)
 		case 't':
 			timeout_ms = (__u32)strtoul(optarg, NULL, 10);
 			break;
+		case 'x':
+			text = 1;
+			break;
 		default:
 			fprintf(stderr,
-				"usage: %s [-m MODEL] [-d DEVICE] [-t TIMEOUT_MS] < images\n",
+				"usage: %s [-m MODEL] [-d DEVICE] [-t TIMEOUT_MS] [-x] < images\n",
 				argv[0]);
 			return 2;
 		}
@@ -119,7 +126,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "digits_client: model %s does not take 8x8 uint8 images\n", model);
 		return 1;
 	}
-	res = calloc(1, desc.result_size);
+	/* A text result is at most text_size bytes; a binary one result_size. */
+	out_size = text ? desc.text_size : desc.result_size;
+	res = calloc(1, out_size);
 	if (!res)
 		return 1;
 
@@ -140,13 +149,20 @@ int main(int argc, char **argv)
 		req.input = (__u64)(uintptr_t)img;
 		req.input_size = sizeof(img);
 		req.output = (__u64)(uintptr_t)res;
-		req.output_size = desc.result_size;
+		req.output_size = out_size;
 		req.timeout_ms = timeout_ms;
+		req.flags = text ? FLAX_INFER_TEXT : 0;
 		if (ioctl(fd, FLAX_IOC_INFER, &req) < 0) {
 			fprintf(stderr, "digits_client: line %lu: infer: %s\n", lineno,
 				strerror(errno));
 			status = 1;
 			break;
+		}
+		if (text) {
+			/* Not NUL-terminated: output_size bytes. */
+			fwrite(res, 1, req.output_size, stdout);
+			putchar('\n');
+			continue;
 		}
 		for (i = 0; i < res->count && i < SHOW; i++)
 			printf("%s%u\t%.9g", i ? "\t" : "", res->entries[i].index,

@@ -24,6 +24,7 @@ from pyflaxdev import sysfs
 
 pytestmark = pytest.mark.usefixtures("digits_worker")
 
+TOP = Path(__file__).resolve().parents[2]
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 K = 5
 # "%.6g" of a probability: at most half a unit in the 6th significant digit.
@@ -151,6 +152,30 @@ def test_ioctl_text_and_binary_top5_with_labels(
             res = model.infer(img)
             got = [(label, float(s)) for label, s in res.labelled(LABELS)]
             _check(got, want)
+
+
+@pytest.mark.usefixtures("top5_labelled")
+def test_c_client_text_top5_with_labels(
+    heldout: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    digits_logits: np.ndarray[Any, Any],
+) -> None:
+    """examples/digits_client -x: the module's text results through the C ABI."""
+    x, _ = heldout
+    text = "".join(_numbers(img) + "\n" for img in x[:40])
+    proc = subprocess.run(
+        [str(TOP / "examples" / "digits_client"), "-x"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    blocks = proc.stdout.split("\n\n")
+    assert blocks[-1] == ""
+    assert len(blocks) - 1 == 40
+    for block, logits in zip(blocks[:-1], digits_logits[:40], strict=True):
+        _check(_parse(block + "\n"), _expected(logits))
 
 
 @pytest.mark.usefixtures("top5_labelled")
