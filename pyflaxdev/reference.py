@@ -19,7 +19,7 @@ import numpy.typing as npt
 from pyflaxdev.results import Result, TopK
 from pyflaxdev.spec import Normalization
 
-__all__ = ["normalize", "postprocess", "softmax", "topk"]
+__all__ = ["normalize", "pool", "postprocess", "softmax", "topk"]
 
 
 def normalize(x: npt.ArrayLike, norm: Normalization) -> npt.NDArray[np.float32]:
@@ -69,3 +69,22 @@ def postprocess(logits: npt.ArrayLike, post: Sequence[str], k: int = 0) -> Resul
         else:
             raise ValueError(f"unknown post op {op!r}")
     return v
+
+
+def pool(
+    output: npt.ArrayLike, mask: npt.ArrayLike | None, post: Sequence[str]
+) -> npt.NDArray[np.float32]:
+    """A ``mean_pool`` / ``l2_normalize`` chain on one ``[T, D]`` output, in float64 as the
+    kernel: the mean of the rows whose ``mask`` is non-zero (every row without a mask),
+    then division by the Euclidean norm (a zero vector stays zero)."""
+    v = np.asarray(output, dtype=np.float64)
+    for op in post:
+        if op == "mean_pool":
+            keep = np.ones(v.shape[0], bool) if mask is None else np.asarray(mask).ravel() != 0
+            v = v[keep].sum(axis=0) / max(int(keep.sum()), 1)
+        elif op == "l2_normalize":
+            n = float(np.sqrt((v * v).sum()))
+            v = v / n if n > 0 else v
+        else:
+            raise ValueError(f"unknown post op {op!r}")
+    return v.astype(np.float32).ravel()

@@ -2,8 +2,11 @@
 
 One compiled function per allowed batch size: a batch of ``n`` jobs is padded
 to the smallest allowed size ``>= n`` (pad rows are zeros and their outputs
-are dropped), so there are never more compilations than sizes.  JAX is
-imported here and only here (a pure client never imports it).
+are dropped), so there are never more compilations than sizes.  With
+:class:`~pyflaxdev.buckets.Buckets` (tokenising models), a batch also runs at
+the shortest bucket length that holds its texts, so there is one compilation
+per (size, bucket).  JAX is imported here and only here (a pure client never
+imports it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pyflaxdev.buckets import Buckets
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.spec import TensorSpec
 
@@ -57,7 +61,12 @@ def as_apply_fn(apply: ApplyFn | Any) -> ApplyFn:
 
 
 class BatchRunner:
-    """Runs ``jit(apply)`` on gathered slot inputs at a fixed set of batch sizes."""
+    """Runs ``jit(apply)`` on gathered slot inputs at a fixed set of batch sizes.
+
+    With ``buckets`` the input must be ``[2, L]`` (ids, mask) and ``apply`` map
+    ``[b, 2, k]`` to per-token outputs ``[b, k, D]`` for every bucket length
+    ``k``; the rows past ``k`` of each ``[L, D]`` output are zeros.
+    """
 
     def __init__(
         self,
@@ -66,6 +75,7 @@ class BatchRunner:
         input_spec: TensorSpec,
         output_size: int,
         batch_sizes: Sequence[int],
+        buckets: Buckets | None = None,
     ) -> None:
         import jax
 
@@ -74,9 +84,28 @@ class BatchRunner:
         self.input_spec = input_spec
         self.output_size = output_size
         self.sizes = tuple(sorted(set(batch_sizes)))
+        self.buckets = buckets
+        self._row = 0
+        if buckets is not None:
+            shape = input_spec.shape
+            if len(shape) != 2 or shape[0] != 2 or shape[1] != buckets.full:
+                raise InvalidArgument(
+                    f"length buckets need a [2, {buckets.full}] (ids, mask) input,"
+                    f" got {list(shape)}"
+                )
+            if output_size % buckets.full:
+                raise InvalidArgument(
+                    f"length buckets need [{buckets.full}, D] outputs, got {output_size} values"
+                )
+            self._row = output_size // buckets.full
         self._buffers = {
             b: np.zeros((b, *input_spec.shape), dtype=input_spec.dtype) for b in self.sizes
         }
+
+    @property
+    def lengths(self) -> tuple[int | None, ...]:
+        """The bucket lengths compiled for each batch size (``(None,)``: no buckets)."""
+        return self.buckets.lengths if self.buckets is not None else (None,)
 
     def size_for(self, n: int) -> int:
         """The smallest compiled batch size that holds ``n`` rows."""
@@ -85,15 +114,17 @@ class BatchRunner:
                 return b
         raise ValueError(f"batch of {n} exceeds the largest size {self.sizes[-1]}")
 
-    def warmup(self, progress: Callable[[int, float], None] | None = None) -> None:
-        """Compile every batch size now; ``progress(batch_size, seconds)`` after each."""
+    def warmup(self, progress: Callable[[int, int | None, float], None] | None = None) -> None:
+        """Compile every (batch size, bucket); ``progress(size, length, seconds)`` after each."""
         for b in self.sizes:
-            t0 = time.perf_counter()
-            self._run(self._buffers[b])
-            seconds = time.perf_counter() - t0
-            log.info("compiled batch size %d in %.2f s", b, seconds)
-            if progress is not None:
-                progress(b, seconds)
+            for k in self.lengths:
+                t0 = time.perf_counter()
+                self._run(self._buffers[b], k)
+                seconds = time.perf_counter() - t0
+                at = "" if k is None else f" at length {k}"
+                log.info("compiled batch size %d%s in %.2f s", b, at, seconds)
+                if progress is not None:
+                    progress(b, k, seconds)
 
     def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
         """Apply the model to ``inputs[rows]``; return ``[len(rows), output_size]`` float32."""
@@ -103,14 +134,26 @@ class BatchRunner:
         np.take(inputs, rows, axis=0, out=buf[:n])
         if n < b:
             buf[n:] = 0
-        return self._run(buf)[:n]
+        k = None if self.buckets is None else self.buckets.length_for(buf[:n, 1])
+        return self._run(buf, k)[:n]
 
-    def _run(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        y = np.asarray(self._fn(self._params, batch))
+    def _run(self, batch: npt.NDArray[Any], k: int | None) -> npt.NDArray[np.float32]:
         b = batch.shape[0]
-        if y.size != b * self.output_size:
+        if k is None:
+            y = np.asarray(self._fn(self._params, batch))
+            if y.size != b * self.output_size:
+                raise InvalidArgument(
+                    f"model output has shape {list(y.shape)} for a batch of {b};"
+                    f" the device model expects {self.output_size} values per input"
+                )
+            return y.reshape(b, self.output_size).astype(np.float32, copy=False)
+        assert self.buckets is not None
+        y = np.asarray(self._fn(self._params, batch[:, :, :k]))
+        if y.shape != (b, k, self._row):
             raise InvalidArgument(
-                f"model output has shape {list(y.shape)} for a batch of {b};"
-                f" the device model expects {self.output_size} values per input"
+                f"model output has shape {list(y.shape)} for a batch of {b} at length {k};"
+                f" length buckets need {[b, k, self._row]}"
             )
-        return y.reshape(b, self.output_size).astype(np.float32, copy=False)
+        out = np.zeros((b, self.buckets.full, self._row), dtype=np.float32)
+        out[:, :k] = y
+        return out.reshape(b, self.output_size)

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pyflaxdev import ioctls, uapi
+from pyflaxdev.buckets import Buckets
 from pyflaxdev.device import Device
 from pyflaxdev.errors import FlaxError, InvalidArgument, ModelGone, ModelNotFound, check
 from pyflaxdev.model import Model
@@ -250,6 +251,7 @@ def serve(
     model: str | Model,
     device: str | Device | None = None,
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    buckets: Sequence[int] | None = None,
     max_wait_us: int | None = None,
     fetch_timeout_ms: int = DEFAULT_FETCH_TIMEOUT_MS,
     stop: threading.Event | None = None,
@@ -266,7 +268,11 @@ def serve(
     each FETCH taking up to the largest size (the worker's capacity) and
     waiting for a batch to fill as long as the model's ``max_queue_delay_us``
     says, capped by ``max_wait_us`` (default: no cap of the worker's own).
-    ``stop`` is polled every ``fetch_timeout_ms``.  Returns the
+    ``stop`` is polled every ``fetch_timeout_ms``.  ``buckets`` (lengths, for a
+    tokenising model whose ``apply`` maps ``[b, 2, k]`` to ``[b, k, D]``) runs
+    each batch at the shortest of them (or the model's ``L``) that holds its
+    texts; every (batch size, bucket) is compiled before attaching (see
+    :mod:`pyflaxdev.buckets`).  Returns the
     worker's counters (also updated live in ``stats`` if given).
     """
     stats = stats if stats is not None else WorkerStats()
@@ -276,7 +282,15 @@ def serve(
         log.info(
             "model %r: compiling batch sizes %s (max_jobs %d)", info.name, list(sizes), max_jobs
         )
-        runner = BatchRunner(apply, params, info.worker_input, info.output.size, sizes)
+        plan = None
+        if buckets is not None:
+            if info.pre_op != "tokenize":
+                raise InvalidArgument(
+                    f"length buckets need a tokenising model; {info.name!r} is not"
+                )
+            plan = Buckets.plan(buckets, info.input.shape[-1])
+            log.info("model %r: length buckets %s", info.name, list(plan.lengths))
+        runner = BatchRunner(apply, params, info.worker_input, info.output.size, sizes, plan)
         runner.warmup()
         region = worker.attach()
         log.info("worker %d of model %r ready (pid %d)", worker.index, info.name, os.getpid())

@@ -12,6 +12,12 @@ batch sizes, attaches, prints a line containing :data:`READY_MARK` to stderr
 and serves.  The loop runs in a
 thread that blocks signals; the main thread turns SIGINT/SIGTERM into a stop
 request, so a FETCH is never interrupted half-way.
+
+A text model (``minilm``) is served at the length of the device model (a
+shipped text model adapts to it), or with ``--create`` at ``--max-len``
+(default: the shipped length); each batch runs at the shortest of
+``--buckets`` that holds its texts (default: the shipped model's; see
+pyflaxdev.buckets), ``--no-buckets`` always at full length.
 """
 
 from __future__ import annotations
@@ -53,9 +59,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--batch-sizes",
         type=int_list,
-        default=DEFAULT_BATCH_SIZES,
+        default=None,
         metavar="B1,B2,...",
-        help="compiled batch sizes (default 1,2,4,...,64)",
+        help="compiled batch sizes (default: the shipped model's, else 1,2,4,...,64)",
+    )
+    p.add_argument(
+        "--buckets",
+        type=int_list,
+        default=None,
+        metavar="K1,K2,...",
+        help="text models: sequence lengths a batch may run at (default: the shipped model's)",
+    )
+    p.add_argument(
+        "--no-buckets", action="store_true", help="text models: always run at full length"
+    )
+    p.add_argument(
+        "--max-len",
+        type=int,
+        default=None,
+        metavar="L",
+        help="text models, with --create: tokens per text (default: the shipped model's)",
     )
     p.add_argument(
         "--max-batch",
@@ -122,6 +145,15 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return decode_labels(data.rstrip(b"\n") + b"\n" if data.strip() else b"")
 
 
+def for_length(spec: ModelSpec, length: int | None) -> ModelSpec:
+    """``spec`` at sequence length ``length`` (a text model), or ``spec`` itself."""
+    if length is None or not spec.tokenize or spec.input.shape[-1] == length:
+        return spec
+    if spec.with_length is None:
+        raise InvalidArgument(f"shipped model {spec.name!r} has no other lengths")
+    return spec.with_length(length)
+
+
 def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -> ModelInfo:
     """Find (or with ``--create`` create) the device model; upload ``--labels``."""
     labels = read_labels(args.labels) if args.labels is not None else None
@@ -163,17 +195,21 @@ def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -
 
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal or the model's destruction."""
-    spec = zoo_spec(args.model)
+    spec = for_length(zoo_spec(args.model), args.max_len)
     name = args.name or spec.name
-    sizes = batch_sizes(args.batch_sizes, args.max_batch)
+    sizes = batch_sizes(args.batch_sizes or spec.batch_sizes or DEFAULT_BATCH_SIZES, args.max_batch)
+    buckets = None if args.no_buckets else (args.buckets or spec.buckets)
     with Device(args.device) as dev:
         info = prepare(dev, args, spec, name)
+        if spec.tokenize and info.pre_op == "tokenize":
+            spec = for_length(spec, info.input.shape[-1])
         if info.input != spec.input or info.output != spec.output:
             raise InvalidArgument(
                 f"device model {name!r} is {info.input} -> {info.output}, but shipped"
                 f" {spec.name!r} is {spec.input} -> {spec.output}"
             )
-    progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}")
+    at = f", length buckets {list(buckets)} up to {spec.input.shape[-1]}" if buckets else ""
+    progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}{at}")
     stop = threading.Event()
     stats = WorkerStats()
     errors: list[BaseException] = []
@@ -194,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
                 model=name,
                 device=args.device,
                 batch_sizes=sizes,
+                buckets=buckets,
                 max_wait_us=args.max_wait_us,
                 fetch_timeout_ms=args.fetch_timeout_ms,
                 stop=stop,

@@ -17,6 +17,7 @@ __all__ = ["ModelSpec", "get", "names"]
 # name -> module providing spec(); imported on first use.
 _REGISTRY: dict[str, str] = {
     "digits": "pyflaxdev.models.digits",
+    "minilm": "pyflaxdev.models.minilm",
 }
 
 

@@ -7,6 +7,7 @@ only when first used, so a client can use a spec without JAX.
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -43,6 +44,20 @@ class ModelSpec:
     load_params: Callable[[], Any] = field(repr=False)
     load_heldout: Callable[[], tuple[npt.NDArray[Any], npt.NDArray[np.int64]]] = field(repr=False)
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: A text model (``FLAX_PRE_TOKENIZE``): clients send up to ``text_max``
+    #: bytes of UTF-8, ``load_vocab()`` is uploaded at creation and
+    #: ``tokenizer(texts)`` gives what the kernel writes (``[n, *input_shape]``).
+    tokenize: bool = False
+    text_max: int = 0
+    load_vocab: Callable[[], bytes] | None = field(default=None, repr=False)
+    tokenizer: Callable[[Sequence[str]], npt.NDArray[Any]] | None = field(default=None, repr=False)
+    #: Serving defaults: length buckets (:mod:`pyflaxdev.buckets`), compiled
+    #: batch sizes (None: the worker's), request timeout at creation (0: the module's).
+    buckets: tuple[int, ...] | None = None
+    batch_sizes: tuple[int, ...] | None = None
+    timeout_ms: int = 0
+    #: The same model at another sequence length (text models), if it has one.
+    with_length: Callable[[int], ModelSpec] | None = field(default=None, repr=False)
 
     # -- description ---------------------------------------------------------
 
@@ -86,8 +101,18 @@ class ModelSpec:
 
     # -- in-process reference --------------------------------------------------
 
-    def preprocess(self, x: npt.ArrayLike) -> npt.NDArray[Any]:
-        """What the worker sees for ``x``: normalised float32, exactly as the kernel does it."""
+    def _texts(self, x: Any) -> tuple[list[str], bool]:
+        single = isinstance(x, (str, bytes))
+        items = [x] if single else list(x)
+        return [t.decode() if isinstance(t, bytes) else str(t) for t in items], single
+
+    def preprocess(self, x: Any) -> npt.NDArray[Any]:
+        """What the worker sees for ``x``: normalised float32, exactly as the kernel does it
+        (a text model: ``[n, *input_shape]`` for a text or a sequence of texts)."""
+        if self.tokenize:
+            if self.tokenizer is None:
+                raise ValueError(f"{self.name!r} has no in-process tokenizer")
+            return self.tokenizer(self._texts(x)[0])
         if self.normalize is None:
             return np.asarray(x, dtype=self.input.dtype)
         return reference.normalize(np.asarray(x, dtype=self.input.dtype), self.normalize)
@@ -98,15 +123,23 @@ class ModelSpec:
         Same float32 normalisation as the kernel, then ``module.apply``.  Returns
         ``[*output_shape]`` for one input, ``[n, *output_shape]`` for a batch.
         """
-        a = np.asarray(x, dtype=self.input.dtype)
-        single = a.shape == self.input.shape
-        batch = a[None] if single else a
-        y = np.asarray(self._apply(self.params, self.preprocess(batch)), dtype=np.float32)
+        if self.tokenize:
+            texts, single = self._texts(x)
+            batch = self.preprocess(texts)
+        else:
+            a = np.asarray(x, dtype=self.input.dtype)
+            single = a.shape == self.input.shape
+            batch = self.preprocess(a[None] if single else a)
+        y = np.asarray(self._apply(self.params, batch), dtype=np.float32)
         y = y.reshape(len(batch), *self.output.shape)
         return y[0] if single else y
 
-    def reference_result(self, x: npt.ArrayLike) -> Result:
-        """In-process postprocessed result for one input (numpy softmax/top-k)."""
+    def reference_result(self, x: Any) -> Result:
+        """In-process postprocessed result for one input (numpy softmax/top-k,
+        or mean pooling over the mask and L2 normalisation)."""
+        if "mean_pool" in self.post:
+            mask = self.preprocess(x)[0, 1] if self.tokenize else None
+            return reference.pool(self.reference(x), mask, self.post)
         return reference.postprocess(self.reference(x), self.post, self.topk)
 
     def accuracy(self, x: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None) -> float:
@@ -134,9 +167,11 @@ class ModelSpec:
         """Create this model on ``device`` (as ``name``, default the spec's name).
 
         The queueing knobs go to :meth:`~pyflaxdev.Device.create_model`; the
-        spec's labels are uploaded unless ``labels`` is given (``()``: none).
+        spec's labels are uploaded unless ``labels`` is given (``()``: none),
+        and a text model's vocabulary (kept if the model already had one).
+        ``timeout_ms`` 0 takes the spec's default.
         """
-        return device.create_model(
+        model = device.create_model(
             name or self.name,
             self.input.shape,
             self.input.dtype,
@@ -145,19 +180,41 @@ class ModelSpec:
             post=self.post,
             topk=self.topk,
             nslots=nslots,
-            timeout_ms=timeout_ms,
+            timeout_ms=timeout_ms or self.timeout_ms,
             max_batch=max_batch,
             max_queue_delay_us=max_queue_delay_us,
             max_queue=max_queue,
             labels=self.labels if labels is None else labels,
             exist_ok=exist_ok,
+            tokenize=self.tokenize,
+            text_max=self.text_max,
         )
+        if self.load_vocab is not None:
+            from pyflaxdev.errors import FlaxError
+
+            try:
+                model.set_vocab(self.load_vocab())
+            except FlaxError as exc:
+                if exc.errno != errno.EBUSY:  # EBUSY: it has one already (exist_ok)
+                    raise
+        return model
+
+    def serving_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` for ``serve`` with this spec's buckets and batch sizes filled in."""
+        out = dict(kwargs)
+        if self.buckets is not None:
+            out.setdefault("buckets", self.buckets)
+        if self.batch_sizes is not None:
+            out.setdefault("batch_sizes", self.batch_sizes)
+        return out
 
     def serve(self, *, model: str | None = None, **kwargs: Any) -> WorkerStats:
         """``pyflaxdev.serve`` with this spec's module and parameters."""
         from pyflaxdev.worker import serve
 
-        return serve(self.module, self.params, model=model or self.name, **kwargs)
+        return serve(
+            self.module, self.params, model=model or self.name, **self.serving_defaults(kwargs)
+        )
 
     def serving(
         self, *, model: str | None = None, **kwargs: Any
@@ -165,7 +222,9 @@ class ModelSpec:
         """``pyflaxdev.serving`` for this spec: ``with spec.serving(...) as handle:``."""
         from pyflaxdev.worker import serving
 
-        return serving(self.module, self.params, model=model or self.name, **kwargs)
+        return serving(
+            self.module, self.params, model=model or self.name, **self.serving_defaults(kwargs)
+        )
 
     def label(self, index: int) -> str:
         """The label of class ``index`` (its number if there is none)."""
