@@ -12,8 +12,14 @@ selftest=build/vm-c/flax_selftest
 echo "=== C selftests ($selftest all)"
 "$selftest" all || status=1
 
+ignore=(--ignore=tests/vm/lifecycle)
+if [ "${FLAX_VM_MINILM:-1}" != 1 ]; then
+	echo "=== NOT RUN here: tests/vm/test_minilm.py (FLAX_VM_MINILM=0; make test runs it on its first kernel series)"
+	ignore+=(--ignore=tests/vm/test_minilm.py)
+fi
+
 echo "=== pytest tests/vm"
-python -m pytest -p no:cacheprovider -v -rA tests/vm --ignore=tests/vm/lifecycle \
+python -m pytest -p no:cacheprovider -v -rA tests/vm "${ignore[@]}" \
 	--junitxml="$FLAX_OUT/junit-vm.xml" || status=1
 
 
