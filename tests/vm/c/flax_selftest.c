@@ -2071,6 +2071,72 @@ static void test_drain(void)
 	close(fd);
 }
 
+/* Batching policy: max_queue_delay_us and max_batch, seen in the stats. */
+
+static void test_batching(void)
+{
+	int fd = dev_open(), afd = dev_open(), id, ret;
+	struct flax_submit_entry se[32] = { 0 };
+	struct flax_reap_entry re[32];
+	float in[4] = { 0 }, out[32][4];
+	struct flax_model_desc d;
+	uint32_t n, got, k;
+	struct worker w;
+	double t0, dt;
+
+	desc_vec(&d, "batch", 4);
+	d.nslots = 64;
+	d.max_batch = 32;
+	d.max_queue_delay_us = 50000;
+	id = model_create(fd, &d);
+	CHECK(id > 0, "batch: create (delay 50 ms, max_batch 32)");
+	CHECK(worker_start(&w, id, W_ECHO, 64, FLAX_MAX_WAIT_US) == 0,
+	      "batch: worker up, asking for up to 64");
+	for (int i = 0; i < 32; i++) {
+		se[i].input = (uintptr_t)in;
+		se[i].input_size = sizeof(in);
+	}
+
+	for (int round = 0; round < 2; round++) {
+		sysfs_write("batch", "batches", "0");
+		if (round)
+			sysfs_write("batch", "max_batch", "8");
+		ret = submit(afd, id, se, 32, &n);
+		for (got = 0; !ret && got < 32; got += k) {
+			for (int i = 0; i < 32; i++) {
+				re[i].output = (uintptr_t)out[i];
+				re[i].output_size = sizeof(out[i]);
+			}
+			ret = reap(afd, re, 32 - got, 5000, &k, NULL);
+			if (!k)
+				break;
+		}
+		if (!round)
+			CHECK(!ret && got == 32 && sysfs_num("batch", "batches") == 1 &&
+			      sysfs_num("batch", "batched") == 32,
+			      "batch: a burst of 32 forms one batch of 32 (%ld batches)",
+			      sysfs_num("batch", "batches"));
+		else
+			CHECK(!ret && got == 32 && sysfs_num("batch", "batches") == 4 &&
+			      sysfs_num("batch", "batched") == 32,
+			      "batch: with max_batch 8, four batches (%ld)",
+			      sysfs_num("batch", "batches"));
+	}
+
+	/* A lone job waits the delay for company, and not much longer. */
+	t0 = now_s();
+	ret = submit(afd, id, se, 1, &n);
+	ret = ret ?: reap(afd, re, 1, 5000, &got, NULL);
+	dt = now_s() - t0;
+	CHECK(!ret && got == 1 && dt >= 0.045 && dt < 0.5,
+	      "batch: a lone job is served after the 50 ms delay (%.3f s)", dt);
+
+	worker_stop(&w);
+	model_destroy(fd, id);
+	close(afd);
+	close(fd);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -2082,6 +2148,7 @@ static const struct {
 	{ "text", test_text },
 	{ "async", test_async },
 	{ "drain", test_drain },
+	{ "batching", test_batching },
 	{ "concurrent", test_concurrent },
 	{ "errors", test_errors },
 	{ "kill", test_kill },
