@@ -38,7 +38,7 @@ with Worker(sys.argv[1]) as w:
     done = []
     while True:
         try:
-            b = w.fetch(done, max_jobs=4, timeout_ms=200)
+            b = w.fetch(done, max_jobs=min(4, w.info.nslots), timeout_ms=200)
         except FlaxError:
             break
         done = []
