@@ -1560,13 +1560,14 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 	u32 nqueued;
 	long ret;
 
-	rcu_read_lock();
-	cfg = rcu_dereference(model->cfg);
-	max_jobs = min(req->max_jobs, cfg->max_batch);
-	max_wait_us = min(req->max_wait_us, cfg->max_queue_delay_us);
-	rcu_read_unlock();
-
 	for (;;) {
+		/* Each pass: a sysfs change applies to a FETCH that waits. */
+		rcu_read_lock();
+		cfg = rcu_dereference(model->cfg);
+		max_jobs = min(req->max_jobs, cfg->max_batch);
+		max_wait_us = min(req->max_wait_us, cfg->max_queue_delay_us);
+		rcu_read_unlock();
+
 		spin_lock(&model->lock);
 		if (model->dead) {
 			spin_unlock(&model->lock);
