@@ -2128,7 +2128,8 @@ static void test_batching(void)
 	ret = submit(afd, id, se, 1, &n);
 	ret = ret ?: reap(afd, re, 1, 5000, &got, NULL);
 	dt = now_s() - t0;
-	CHECK(!ret && got == 1 && dt >= 0.045 && dt < 0.5,
+	/* Not before the delay; the upper bound only allows for a loaded TCG host. */
+	CHECK(!ret && got == 1 && dt >= 0.045 && dt < 3,
 	      "batch: a lone job is served after the 50 ms delay (%.3f s)", dt);
 
 	worker_stop(&w);
