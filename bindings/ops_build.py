@@ -64,6 +64,7 @@ INPUTS: tuple[Path, ...] = (
     DRIVER / "flax_tok.h",
     DRIVER / "flax_unicode.h",
     DRIVER / "flax_compat.h",
+    DRIVER / "flax_dtype.h",
     DRIVER / "uapi" / "flaxdev.h",
     Path(__file__).resolve(),
 )

@@ -74,30 +74,6 @@ static s64 flax_f32_key(u32 bits)
 	return (bits & FLAX_F32_SIGN) ? -mag : mag;
 }
 
-/**
- * flax_dtype_size() - bytes of one element of a dtype.
- * @dtype: FLAX_DTYPE_*.
- *
- * Return: the size, or 0 for an unknown dtype.
- */
-u32 flax_dtype_size(u32 dtype)
-{
-	switch (dtype) {
-	case FLAX_DTYPE_UINT8:
-	case FLAX_DTYPE_INT8:
-		return 1;
-	case FLAX_DTYPE_UINT16:
-	case FLAX_DTYPE_INT16:
-	case FLAX_DTYPE_FLOAT16:
-		return 2;
-	case FLAX_DTYPE_FLOAT32:
-	case FLAX_DTYPE_INT32:
-		return 4;
-	default:
-		return 0;
-	}
-}
-
 static int flax_check_name(const char *name)
 {
 	size_t len = strnlen(name, FLAX_NAME_MAX);

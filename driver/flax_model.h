@@ -20,6 +20,7 @@
 #include <linux/types.h>
 #include <linux/wait.h>
 
+#include "flax_dtype.h"
 #include "flax_ops.h"
 #include "flaxdev_kapi.h"
 #include "uapi/flaxdev.h"
@@ -332,8 +333,6 @@ static inline struct flax_ring *flax_ring(const struct flax_model *model,
 
 struct flax_model *flax_model_get(u32 id);
 unsigned int flax_models_count(void);
-
-u32 flax_dtype_size(u32 dtype);
 
 struct file;
 int flax_ioctl_model_create(struct file *file, void __user *argp,

@@ -155,25 +155,6 @@ u32 flax_expf_bits(u32 x)
 	return flax_bits32((float)flax_exp_reduced((double)f));
 }
 
-/* Size in bytes of an element of @dtype, 0 if unknown. */
-static u32 flax_dtype_size(u32 dtype)
-{
-	switch (dtype) {
-	case FLAX_DTYPE_UINT8:
-	case FLAX_DTYPE_INT8:
-		return 1;
-	case FLAX_DTYPE_UINT16:
-	case FLAX_DTYPE_INT16:
-	case FLAX_DTYPE_FLOAT16:
-		return 2;
-	case FLAX_DTYPE_INT32:
-	case FLAX_DTYPE_FLOAT32:
-		return 4;
-	default:
-		return 0;
-	}
-}
-
 /*
  * binary16 to binary32, exactly, in integer code (no F16C): normal values
  * re-biased (15 to 127), subnormals m * 2^-24 normalised, infinities and

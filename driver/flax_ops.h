@@ -21,6 +21,7 @@
 #define _FLAX_OPS_H
 
 #include "flax_compat.h"
+#include "flax_dtype.h"
 #include "uapi/flaxdev.h"
 
 /* Elements processed per FPU section by the callers of these functions. */

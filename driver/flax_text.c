@@ -677,23 +677,6 @@ static int flax_scan_int(const char *s, size_t len, s64 *val, size_t *used)
 	return 0;
 }
 
-static u32 flax_dtype_size(u32 dtype)
-{
-	switch (dtype) {
-	case FLAX_DTYPE_UINT8:
-	case FLAX_DTYPE_INT8:
-		return 1;
-	case FLAX_DTYPE_UINT16:
-	case FLAX_DTYPE_INT16:
-	case FLAX_DTYPE_FLOAT16:
-		return 2;
-	case FLAX_DTYPE_INT32:
-	case FLAX_DTYPE_FLOAT32:
-		return 4;
-	}
-	return 0;
-}
-
 /*
  * One element of dtype at s into *val (its bits, zero-extended).
  * -EINVAL if there is no number, else 0 or -ERANGE with *used set.

@@ -18,6 +18,7 @@
 #define _FLAX_TEXT_H
 
 #include "flax_compat.h"
+#include "flax_dtype.h"
 #include "uapi/flaxdev.h"
 
 /* Largest precision flax_fmt_f32() accepts: enough to round-trip a float. */
