@@ -278,10 +278,14 @@ def test_argmax(ops: Ops, x: F32) -> None:
     nan = np.isnan(x)
     if not nan.any():
         want = int(np.argmax(x))
-        # jax agrees (padded with -inf to a power-of-two length: a few compilations)
+        # jax agrees (padded with -inf to a power-of-two length: a few compilations),
+        # except with subnormals: XLA on the CPU flushes them to zero, so for jax
+        # -1e-45 and 0 are equal maxima.
+        subnormal = (x != 0) & (np.abs(x) < np.finfo(np.float32).tiny)
         padded = np.full(1 << max(x.size - 1, 0).bit_length(), -np.inf, np.float32)
         padded[: x.size] = x
-        assert int(np.asarray(jnp.argmax(jnp.asarray(padded)))) == want
+        if not subnormal.any():
+            assert int(np.asarray(jnp.argmax(jnp.asarray(padded)))) == want
     elif nan.all():
         want = 0
     else:
