@@ -1,10 +1,10 @@
 """``flaxdev``: command-line interface to the flax device.
 
 Subcommands (one module each in :mod:`pyflaxdev.commands`): ``serve``,
-``infer``, ``status``, ``bench``, ``vm``.  Results go to stdout, progress and
-errors to stderr.  Exit status: 0 success, 1 failure (a :class:`FlaxError` is
-printed as ``flaxdev: <message>`` without a traceback; ``-v`` adds it),
-2 usage error, 130 interrupted.
+``infer``, ``status``, ``bench``, ``sockserve``, ``vm``.  Results go to stdout,
+progress and errors to stderr.  Exit status: 0 success, 1 failure (a
+:class:`FlaxError` is printed as ``flaxdev: <message>`` without a traceback;
+``-v`` adds it), 2 usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from pyflaxdev.commands import bench, infer, serve, status, vm
+from pyflaxdev.commands import bench, infer, serve, sockserve, status, vm
 from pyflaxdev.device import default_path
 from pyflaxdev.errors import FlaxError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (serve, infer, status, bench, vm)
+COMMANDS = (serve, infer, status, bench, sockserve, vm)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,12 @@
-"""Decoding of ``FLAX_IOC_INFER`` results, binary and text.
+"""Decoding of ``FLAX_IOC_INFER`` results, binary and text (and encoding, binary).
 
 A chain ending in ``topk``, ``argmax`` or ``threshold`` yields a ``struct
 flax_topk_result`` of a variable number of entries (k; 1; every score >= the
 threshold, by ascending index), decoded to :class:`Classes`; any other chain
 yields float32 values (the output's elements, or D after ``mean_pool``),
 decoded to a numpy vector.  :func:`parse_text` reads the ``FLAX_INFER_TEXT``
-form back.
+form back.  :func:`encode_classes` builds the binary struct, for servers that
+answer in the module's format (:mod:`pyflaxdev.sockserve`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pyflaxdev.errors import FlaxError
+from pyflaxdev.errors import FlaxError, InvalidArgument
 from pyflaxdev.uapi import ffi
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "decode_classes",
     "decode_topk",
     "decode_vector",
+    "encode_classes",
     "parse_text",
     "parse_text_classes",
     "parse_text_vector",
@@ -140,6 +142,31 @@ def decode_classes(
         scores=entries[_SCORE_WORD::_ENTRY_WORDS].view(np.float32).copy(),
         labels=tuple(labels) if labels else None,
     )
+
+
+def encode_classes(indices: npt.ArrayLike, scores: npt.ArrayLike) -> npt.NDArray[np.uint32]:
+    """``struct flax_topk_result`` words for ``indices`` and ``scores`` of shape ``[..., k]``.
+
+    Returns uint32 ``[..., words]`` (native byte order, as the module writes it):
+    the bytes of each row (``out[i].tobytes()``) are one result with ``k``
+    entries, as :func:`decode_classes` reads it.
+    """
+    idx = np.asarray(indices)
+    sc = np.asarray(scores, dtype=np.float32)
+    if idx.shape != sc.shape or idx.ndim < 1:
+        raise InvalidArgument(
+            f"indices {list(idx.shape)} and scores {list(sc.shape)} must have one shape [..., k]"
+        )
+    k = idx.shape[-1]
+    if k and (int(idx.min()) < 0 or int(idx.max()) > 0xFFFFFFFF):
+        raise InvalidArgument("class indices must fit in a u32")
+    first = _TOPK_ENTRIES_AT // 4
+    out = np.zeros((*idx.shape[:-1], classes_size(k) // 4), dtype=np.uint32)
+    out[..., _COUNT_WORD] = k
+    entries = out[..., first:]
+    entries[..., _INDEX_WORD::_ENTRY_WORDS] = idx
+    entries[..., _SCORE_WORD::_ENTRY_WORDS] = sc.view(np.uint32)
+    return out
 
 
 def decode_topk(data: bytes | memoryview, k: int) -> Classes:

@@ -6,7 +6,8 @@ are dropped), so there are never more compilations than sizes.  With
 :class:`~pyflaxdev.buckets.Buckets` (tokenising models), a batch also runs at
 the shortest bucket length that holds its texts, so there is one compilation
 per (size, bucket).  JAX is imported here and only here (a pure client never
-imports it).
+imports it).  :class:`CopyRunner` is the identity "model" (outputs are the
+inputs' bytes), for measuring the transport without JAX.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +24,7 @@ from pyflaxdev.buckets import Buckets
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.spec import TensorSpec
 
-__all__ = ["ApplyFn", "BatchRunner", "plan_batches"]
+__all__ = ["ApplyFn", "BatchRunner", "CopyRunner", "Runner", "plan_batches"]
 
 log = logging.getLogger("pyflaxdev.worker")
 
@@ -58,6 +59,34 @@ def as_apply_fn(apply: ApplyFn | Any) -> ApplyFn:
     if callable(apply):
         return apply
     raise InvalidArgument(f"expected a Flax module or an apply(params, x) callable, got {apply!r}")
+
+
+class Runner(Protocol):
+    """What a server needs of a runner: compiled sizes, warm-up, gathered and whole batches."""
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The batch sizes it runs at, ascending."""
+        ...
+
+    def warmup(self, progress: Callable[[int, int | None, float], None] | None = None) -> None:
+        """Prepare every batch size (compile)."""
+        ...
+
+    def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
+        """``[len(rows), output_size]`` float32 for ``inputs[rows]``."""
+        ...
+
+    def apply(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """``[b, output_size]`` float32 for a whole batch of a size in :attr:`sizes`."""
+        ...
+
+
+def _size_for(sizes: tuple[int, ...], n: int) -> int:
+    for b in sizes:
+        if b >= n:
+            return b
+    raise ValueError(f"batch of {n} exceeds the largest size {sizes[-1]}")
 
 
 class BatchRunner:
@@ -109,10 +138,7 @@ class BatchRunner:
 
     def size_for(self, n: int) -> int:
         """The smallest compiled batch size that holds ``n`` rows."""
-        for b in self.sizes:
-            if b >= n:
-                return b
-        raise ValueError(f"batch of {n} exceeds the largest size {self.sizes[-1]}")
+        return _size_for(self.sizes, n)
 
     def warmup(self, progress: Callable[[int, int | None, float], None] | None = None) -> None:
         """Compile every (batch size, bucket); ``progress(size, length, seconds)`` after each."""
@@ -137,6 +163,17 @@ class BatchRunner:
         k = None if self.buckets is None else self.buckets.length_for(buf[:n, 1])
         return self._run(buf, k)[:n]
 
+    def apply(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Apply the model to ``batch`` (``[b, *input_shape]``, ``b`` a compiled size, no
+        padding added); return ``[b, output_size]`` float32.
+
+        Uses none of the runner's buffers, so several threads may call it at once.
+        """
+        if len(batch) not in self.sizes:
+            raise ValueError(f"batch of {len(batch)} is not a compiled size {list(self.sizes)}")
+        k = None if self.buckets is None else self.buckets.length_for(batch[:, 1])
+        return self._run(batch, k)
+
     def _run(self, batch: npt.NDArray[Any], k: int | None) -> npt.NDArray[np.float32]:
         b = batch.shape[0]
         if k is None:
@@ -157,3 +194,46 @@ class BatchRunner:
         out = np.zeros((b, self.buckets.full, self._row), dtype=np.float32)
         out[:, :k] = y
         return out.reshape(b, self.output_size)
+
+
+class CopyRunner:
+    """The identity "model": each output is its input's bytes read as float32.
+
+    For measuring the transport (the ``null`` zoo model): no JAX, nothing to
+    compile.  The input's bytes must be exactly ``output_size`` float32 values.
+    """
+
+    def __init__(
+        self, input_spec: TensorSpec, output_size: int, batch_sizes: Sequence[int]
+    ) -> None:
+        if input_spec.nbytes != output_size * 4:
+            raise InvalidArgument(
+                f"a copy needs inputs of {output_size * 4} bytes ({output_size} float32"
+                f" outputs), got {input_spec} ({input_spec.nbytes} bytes)"
+            )
+        self.input_spec = input_spec
+        self.output_size = output_size
+        self.sizes = tuple(sorted(set(batch_sizes)))
+        if not self.sizes or self.sizes[0] < 1:
+            raise InvalidArgument(f"batch sizes must be positive, got {list(batch_sizes)}")
+
+    def size_for(self, n: int) -> int:
+        """The smallest batch size that holds ``n`` rows."""
+        return _size_for(self.sizes, n)
+
+    def warmup(self, progress: Callable[[int, int | None, float], None] | None = None) -> None:
+        """Nothing to compile; ``progress`` is called once per size for symmetry."""
+        if progress is not None:
+            for b in self.sizes:
+                progress(b, None, 0.0)
+
+    def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
+        """``inputs[rows]`` (copied) as ``[len(rows), output_size]`` float32."""
+        self.size_for(len(rows))
+        return self.apply(np.take(inputs, rows, axis=0))
+
+    def apply(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """``batch`` as ``[b, output_size]`` float32 (a view when it is contiguous)."""
+        a = np.ascontiguousarray(batch)
+        out: npt.NDArray[np.float32] = a.reshape(len(a), -1).view(np.float32)
+        return out

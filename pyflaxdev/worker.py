@@ -45,7 +45,14 @@ from pyflaxdev.device import Device
 from pyflaxdev.errors import FlaxError, InvalidArgument, ModelGone, ModelNotFound, check
 from pyflaxdev.model import Model
 from pyflaxdev.region import Layout, Region
-from pyflaxdev.runner import DEFAULT_BATCH_SIZES, ApplyFn, BatchRunner, plan_batches
+from pyflaxdev.runner import (
+    DEFAULT_BATCH_SIZES,
+    ApplyFn,
+    BatchRunner,
+    CopyRunner,
+    Runner,
+    plan_batches,
+)
 from pyflaxdev.spec import MAX_WAIT_US, ModelInfo
 from pyflaxdev.uapi import ffi, numpy_dtype
 
@@ -257,6 +264,7 @@ def serve(
     stop: threading.Event | None = None,
     ready: Callable[[], object] | None = None,
     stats: WorkerStats | None = None,
+    identity: bool = False,
 ) -> WorkerStats:
     """Serve ``model`` with ``apply`` until ``stop`` is set or the model is destroyed.
 
@@ -272,8 +280,11 @@ def serve(
     tokenising model whose ``apply`` maps ``[b, 2, k]`` to ``[b, k, D]``) runs
     each batch at the shortest of them (or the model's ``L``) that holds its
     texts; every (batch size, bucket) is compiled before attaching (see
-    :mod:`pyflaxdev.buckets`).  Returns the
-    worker's counters (also updated live in ``stats`` if given).
+    :mod:`pyflaxdev.buckets`).  ``identity`` serves the identity model (the
+    ``null`` zoo model): each output is its input's bytes as float32, copied by
+    a :class:`~pyflaxdev.runner.CopyRunner` (``apply`` and ``params`` are
+    ignored, JAX is not imported).  Returns the worker's counters (also
+    updated live in ``stats`` if given).
     """
     stats = stats if stats is not None else WorkerStats()
     with Worker(model, device=device) as worker:
@@ -290,7 +301,13 @@ def serve(
                 )
             plan = Buckets.plan(buckets, info.input.shape[-1])
             log.info("model %r: length buckets %s", info.name, list(plan.lengths))
-        runner = BatchRunner(apply, params, info.worker_input, info.output.size, sizes, plan)
+        runner: Runner
+        if identity:
+            if plan is not None:
+                raise InvalidArgument(f"model {info.name!r}: a copy has no length buckets")
+            runner = CopyRunner(info.worker_input, info.output.size, sizes)
+        else:
+            runner = BatchRunner(apply, params, info.worker_input, info.output.size, sizes, plan)
         runner.warmup()
         region = worker.attach()
         log.info("worker %d of model %r ready (pid %d)", worker.index, info.name, os.getpid())
@@ -303,7 +320,7 @@ def serve(
 def _loop(
     worker: Worker,
     region: Region,
-    runner: BatchRunner,
+    runner: Runner,
     max_jobs: int,
     max_wait_us: int | None,
     fetch_timeout_ms: int,

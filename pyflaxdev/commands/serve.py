@@ -18,24 +18,32 @@ shipped text model adapts to it), or with ``--create`` at ``--max-len``
 (default: the shipped length); each batch runs at the shortest of
 ``--buckets`` that holds its texts (default: the shipped model's; see
 pyflaxdev.buckets), ``--no-buckets`` always at full length.
+
+``null`` (the identity model) is served by a copy of each input to its
+output: no JAX, nothing to compile; it measures the transport itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
-from pyflaxdev.commands._common import check_positive, doc, int_list, progress, zoo_spec
+from pyflaxdev.commands._common import (
+    check_positive,
+    doc,
+    int_list,
+    progress,
+    run_until_signal,
+    zoo_spec,
+)
 from pyflaxdev.device import Device
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
 from pyflaxdev.labels import decode_labels
 from pyflaxdev.runner import DEFAULT_BATCH_SIZES
 from pyflaxdev.spec import ModelInfo
-from pyflaxdev.worker import WorkerStats, block_async_signals, serve
+from pyflaxdev.worker import WorkerStats, serve
 
 if TYPE_CHECKING:
     from pyflaxdev.models import ModelSpec
@@ -209,10 +217,12 @@ def run(args: argparse.Namespace) -> int:
                 f" {spec.name!r} is {spec.input} -> {spec.output}"
             )
     at = f", length buckets {list(buckets)} up to {spec.input.shape[-1]}" if buckets else ""
-    progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}{at}")
+    if spec.identity:
+        progress(f"{spec.name!r} is the identity model: serving by copy, nothing to compile")
+    else:
+        progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}{at}")
     stop = threading.Event()
     stats = WorkerStats()
-    errors: list[BaseException] = []
 
     def ready() -> None:
         cap = "none" if args.max_wait_us is None else f"{args.max_wait_us} µs"
@@ -222,39 +232,22 @@ def run(args: argparse.Namespace) -> int:
         )
 
     def work() -> None:
-        block_async_signals()
-        try:
-            serve(
-                spec.module,
-                spec.params,
-                model=name,
-                device=args.device,
-                batch_sizes=sizes,
-                buckets=buckets,
-                max_wait_us=args.max_wait_us,
-                fetch_timeout_ms=args.fetch_timeout_ms,
-                stop=stop,
-                ready=ready,
-                stats=stats,
-            )
-        except BaseException as exc:
-            errors.append(exc)
+        serve(
+            spec.module,
+            spec.params,
+            model=name,
+            device=args.device,
+            batch_sizes=sizes,
+            buckets=buckets,
+            max_wait_us=args.max_wait_us,
+            fetch_timeout_ms=args.fetch_timeout_ms,
+            stop=stop,
+            ready=ready,
+            stats=stats,
+            identity=spec.identity,
+        )
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        progress(f"{signal.Signals(signum).name}: stopping")
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        thread = threading.Thread(target=work, name="flaxdev-worker")
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.5)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if errors:
-        raise errors[0]
+    run_until_signal(work, stop.set, "flaxdev-worker")
     sizes_seen = ", ".join(f"{b}×{n}" for b, n in sorted(stats.batch_sizes.items()))
     progress(
         f"served {stats.jobs} jobs in {stats.batches} batches ({sizes_seen or 'none'}),"

@@ -2,6 +2,8 @@
 
 ``pyflaxdev.models.get("digits")`` returns a :class:`ModelSpec`; loading a spec
 reads only its metadata (no JAX); its ``module`` and ``params`` load on use.
+``null`` is the identity model (served by a copy, no JAX at all), for
+measuring the transport.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ __all__ = ["ModelSpec", "get", "names"]
 _REGISTRY: dict[str, str] = {
     "digits": "pyflaxdev.models.digits",
     "minilm": "pyflaxdev.models.minilm",
+    "null": "pyflaxdev.models.null",
 }
 
 

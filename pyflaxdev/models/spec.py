@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pyflaxdev import reference
+from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.results import Result
 from pyflaxdev.spec import Normalization, TensorSpec
 
@@ -58,6 +59,22 @@ class ModelSpec:
     timeout_ms: int = 0
     #: The same model at another sequence length (text models), if it has one.
     with_length: Callable[[int], ModelSpec] | None = field(default=None, repr=False)
+    #: The identity "model" (``null``): the output is the input's bytes as float32,
+    #: served by a copy (:class:`~pyflaxdev.runner.CopyRunner`), no module, no JAX.
+    identity: bool = False
+
+    def __post_init__(self) -> None:
+        if self.identity and (
+            self.input.dtype != np.float32
+            or self.input.size != self.output.size
+            or self.normalize is not None
+            or self.post
+            or self.tokenize
+        ):
+            raise InvalidArgument(
+                f"identity model {self.name!r} must map float32 to as many float32 values,"
+                " without normalisation, post chain or tokeniser"
+            )
 
     # -- description ---------------------------------------------------------
 
@@ -120,8 +137,9 @@ class ModelSpec:
     def reference(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """In-process output (logits) for one input or a batch ``[n, *input_shape]``.
 
-        Same float32 normalisation as the kernel, then ``module.apply``.  Returns
-        ``[*output_shape]`` for one input, ``[n, *output_shape]`` for a batch.
+        Same float32 normalisation as the kernel, then ``module.apply`` (an
+        identity model: the input as float32).  Returns ``[*output_shape]`` for
+        one input, ``[n, *output_shape]`` for a batch.
         """
         if self.tokenize:
             texts, single = self._texts(x)
@@ -130,7 +148,10 @@ class ModelSpec:
             a = np.asarray(x, dtype=self.input.dtype)
             single = a.shape == self.input.shape
             batch = self.preprocess(a[None] if single else a)
-        y = np.asarray(self._apply(self.params, batch), dtype=np.float32)
+        if self.identity:
+            y = np.array(batch, dtype=np.float32)
+        else:
+            y = np.asarray(self._apply(self.params, batch), dtype=np.float32)
         y = y.reshape(len(batch), *self.output.shape)
         return y[0] if single else y
 
@@ -200,8 +221,11 @@ class ModelSpec:
         return model
 
     def serving_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``kwargs`` for ``serve`` with this spec's buckets and batch sizes filled in."""
+        """``kwargs`` for ``serve`` with this spec's buckets and batch sizes filled in (and
+        ``identity`` for an identity model)."""
         out = dict(kwargs)
+        if self.identity:
+            out.setdefault("identity", True)
         if self.buckets is not None:
             out.setdefault("buckets", self.buckets)
         if self.batch_sizes is not None:
