@@ -1,210 +1,171 @@
-"""``flaxdev bench MODEL``: client throughput and latency through the device.
+"""``flaxdev bench MODEL``: throughput and latency through /dev/flax, next to its alternatives.
 
-N client threads, each with its own fd, send M synchronous requests each
-(held-out inputs of the shipped model, else random inputs of the model's
-shape).  Reports throughput, latency mean ± σ, min … max and p50/p90/p99/p99.9,
-then the in-process baselines (``jit(apply)`` at batch 1 and at the best
-batch) and the ratios to them.  A worker must be serving MODEL, or pass
-``--serve`` to start ``flaxdev serve MODEL --create`` for the run.
+For every point of a sweep (transports × batching settings × clients, plus
+open-loop rates), N clients (the C load generator ``flax_load``, or Python threads
+with ``--load python``), each with its own fd or socket, send the shipped
+model's held-out inputs for ``--duration`` seconds: closed loop (one request
+in flight per client) at each ``--clients`` count, then for each ``--rate``
+open loop with the largest count (Poisson arrivals at that total rate,
+latency counted from each request's scheduled time).
+
+Transports (``--transports``, all by default for a shipped model):
+device (/dev/flax and its worker; ``max_batch`` and ``delay`` go to the
+model's sysfs settings, and its statistics give the mean formed batch and
+the time split), socket (a Unix-socket server applying each request alone)
+and socket-batch (the same server batching requests itself with the same
+``max_batch`` and delay).  Then the in-process baseline: ``jit(apply)`` at
+several batch sizes in this process (``--pipeline``: preprocessing and
+postprocessing included; always for text models).
+
+The report is a table with units in every heading, the ratios of the device
+to each alternative, and warnings that say how to fix a noisy or too-short
+run; ``--json`` prints all of it as JSON, ``--plot FILE.png`` draws
+throughput vs clients and p99 vs throughput.  ``--serve`` starts the
+device worker (``flaxdev serve MODEL --create``) for the run; otherwise one
+must be serving MODEL.  Socket servers are always started by the bench.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
-import signal
-import subprocess
+import platform
 import sys
-import threading
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pyflaxdev.bench import TRANSPORTS, SuiteConfig, run_suite
+from pyflaxdev.bench.report import format_report, ratios, warnings
+from pyflaxdev.commands._common import doc, int_list, progress, zoo_spec
 
-from pyflaxdev import bench
-from pyflaxdev.commands._common import check_positive, doc, int_list, progress, zoo_spec
-from pyflaxdev.commands.serve import READY_MARK
-from pyflaxdev.device import Device
-from pyflaxdev.errors import FlaxError
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _rate_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rates like 100,500, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive rates, got {text!r}")
+    return values
+
+
+def _delay_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected delays like 0,500, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected delays >= 0, got {text!r}")
+    return values
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``bench``."""
     p = sub.add_parser("bench", help="measure throughput and latency", description=doc(__doc__))
     p.add_argument("model", metavar="MODEL", help="device model name")
-    p.add_argument("--clients", type=int, default=1, metavar="N", help="client threads (1)")
-    p.add_argument(
-        "--requests", type=int, default=1000, metavar="M", help="requests per client (1000)"
-    )
-    p.add_argument("--warmup", type=int, default=5, help="untimed requests per client (5)")
-    p.add_argument("--timeout-ms", type=int, default=0, help="request timeout (model's)")
     p.add_argument("--spec", metavar="NAME", help="shipped model for inputs (default: MODEL)")
+    p.add_argument(
+        "--transports",
+        type=_str_list,
+        default=None,
+        metavar="T,...",
+        help=f"of {','.join(TRANSPORTS)} (default: all for a shipped model, else device)",
+    )
+    p.add_argument("--clients", type=int_list, default=(1,), metavar="N,...", help="(1)")
+    p.add_argument(
+        "--rate", type=_rate_list, default=None, metavar="R,...", help="open loop, req/s in total"
+    )
+    p.add_argument("--max-batch", type=int_list, default=(64,), metavar="B,...", help="(64)")
+    p.add_argument("--delay-us", type=_delay_list, default=(0,), metavar="US,...", help="(0)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--duration", type=float, default=None, metavar="S", help="per point (10)")
+    length.add_argument("--requests", type=int, default=None, metavar="M", help="per client")
+    p.add_argument("--warmup", type=int, default=5, help="untimed requests per client (5)")
+    p.add_argument("--load", choices=("c", "python"), default="c", help="load generator (c)")
+    p.add_argument("--timeout-ms", type=int, default=0, help="request timeout (model's)")
     p.add_argument(
         "--baseline-batches",
         type=int_list,
         default=(1, 8, 64),
         metavar="B,...",
-        help="in-process batch sizes (1,8,64)",
+        help="in-process batch sizes, besides the client counts (1,8,64)",
     )
-    p.add_argument("--no-baseline", action="store_true", help="skip the in-process baselines")
-    p.add_argument(
-        "--serve",
-        action="store_true",
-        help="start a worker (flaxdev serve MODEL --create) for the run",
-    )
-    p.add_argument(
-        "--serve-args",
-        default="",
-        metavar="ARGS",
-        help="extra arguments for the worker, e.g. '--batch-sizes 1,8'",
-    )
-    p.add_argument("--json", action="store_true", help="print JSON (with every sample)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
+    p.add_argument("--pipeline", action="store_true", help="baseline includes pre/postprocessing")
+    p.add_argument("--serve", action="store_true", help="start the device worker for the run")
+    p.add_argument("--serve-args", default="", metavar="ARGS", help="more worker arguments")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the run (needs matplotlib)")
+    p.add_argument("--save", metavar="PREFIX", help="also write PREFIX.json and PREFIX.txt")
+    p.add_argument("--verbose", action="store_true", help="echo the servers' output")
     p.set_defaults(run=run)
 
 
-class _Worker:
-    """A ``flaxdev serve`` child process, its stderr forwarded to ours."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        cmd = [sys.executable, "-m", "pyflaxdev"]
-        if args.device:
-            cmd += ["--device", args.device]
-        cmd += [
-            "serve",
-            args.spec or args.model,
-            "--name",
-            args.model,
-            "--create",
-            *args.serve_args.split(),
-        ]
-        progress("starting worker: " + " ".join(cmd[2:]))
-        self.ready = threading.Event()
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1)
-        self._reader = threading.Thread(target=self._forward, daemon=True)
-        self._reader.start()
-
-    def _forward(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            sys.stderr.write("  [worker] " + line)
-            if READY_MARK in line:
-                self.ready.set()
-        self.ready.set()  # EOF: the worker is gone
-
-    def wait_ready(self) -> None:
-        self.ready.wait()
-        if self.proc.poll() is not None:
-            raise FlaxError(f"worker exited with status {self.proc.returncode} before ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
-
-
-def _inputs(args: argparse.Namespace, spec: Any) -> np.ndarray[Any, Any]:
-    if spec is not None:
-        x, _ = spec.heldout()
-        return np.asarray(x)
-    with Device(args.device) as dev:
-        info = dev.describe(args.model)
-    rng = np.random.default_rng(0)
-    shape = (256, *info.input.shape)
-    if info.input.dtype == np.uint8:
-        return rng.integers(0, 256, size=shape, dtype=np.uint8)
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark and print the report."""
-    check_positive(args.clients, "--clients")
-    check_positive(args.requests, "--requests")
+def config_from(args: argparse.Namespace) -> SuiteConfig:
+    """The run's configuration from the command line."""
     spec = zoo_spec(args.spec or args.model, required=bool(args.spec) or args.serve)
-    inputs = _inputs(args, spec)
-    worker = _Worker(args) if args.serve else None
-    try:
-        if worker is not None:
-            worker.wait_ready()
-        progress(f"bench {args.model!r}: {args.clients} clients × {args.requests} requests")
-        result = bench.run_clients(
-            args.model,
-            inputs,
-            clients=args.clients,
-            requests=args.requests,
-            device=args.device,
-            warmup=args.warmup,
-            timeout_ms=args.timeout_ms,
-            progress=lambda n: progress(f"client 0: {n}/{args.requests}"),
-        )
-    finally:
-        if worker is not None:
-            worker.stop()
-    baseline = None
-    if spec is not None and not args.no_baseline:
-        progress(f"in-process jit(apply) baselines at batch sizes {list(args.baseline_batches)}")
-        baseline = bench.inprocess(
-            spec.module.apply,
-            spec.params,
-            spec.preprocess(inputs),
-            batch_sizes=args.baseline_batches,
-        )
-    report(args, result, baseline)
-    return 0 if not result.errors else 1
+    transports = args.transports or (TRANSPORTS if spec is not None else ("device",))
+    duration = None if args.requests is not None else (args.duration or 10.0)
+    return SuiteConfig(
+        model=args.model,
+        spec_name=spec.name if spec is not None else None,
+        transports=tuple(transports),
+        clients=tuple(args.clients),
+        rates=tuple(args.rate or ()),
+        max_batches=tuple(args.max_batch),
+        delays_us=tuple(args.delay_us),
+        duration_s=duration,
+        requests=args.requests,
+        warmup=args.warmup,
+        load=args.load,
+        device=args.device,
+        serve=args.serve,
+        serve_args=tuple(args.serve_args.split()),
+        baseline=not args.no_baseline,
+        baseline_batches=tuple(args.baseline_batches),
+        pipeline=args.pipeline,
+        timeout_ms=args.timeout_ms,
+        verbose=args.verbose,
+    )
 
 
-def _ratios(result: bench.ClientBench, base: bench.InProcessBench) -> dict[str, float]:
+def _host() -> dict[str, Any]:
     return {
-        "latency_p50_vs_inprocess_batch1": result.latency.p(50) / base.batch1.p(50),
-        "throughput_vs_inprocess_best_batch": result.throughput_rps / base.best_throughput_rps,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def report(
-    args: argparse.Namespace, result: bench.ClientBench, base: bench.InProcessBench | None
-) -> None:
-    """Print the results: a text block, or JSON with the parameters and every sample."""
+def run(args: argparse.Namespace) -> int:
+    """Run the sweep, print the report, draw the plot."""
+    config = config_from(args)
+    result = run_suite(config, progress)
+    if args.plot:
+        from pyflaxdev.bench.plot import plot
+
+        plot(result, args.plot)
+        progress(f"plot written to {args.plot}")
+    report = format_report(result)
+    out = result.as_dict()
+    out["host"] = _host()
+    out["ratios"] = ratios(result)
+    out["warnings"] = warnings(result)
+    if args.save:
+        Path(args.save + ".json").write_text(json.dumps(out, indent=1) + "\n")
+        Path(args.save + ".txt").write_text(report + "\n")
+        progress(f"results written to {args.save}.json and {args.save}.txt")
     if args.json:
-        out: dict[str, Any] = {
-            "parameters": {
-                "model": args.model,
-                "clients": args.clients,
-                "requests_per_client": args.requests,
-                "warmup": args.warmup,
-                "device": args.device,
-                "pid": os.getpid(),
-            },
-            "device": result.as_dict(),
-            "inprocess": base.as_dict() if base else None,
-            "ratios": _ratios(result, base) if base else None,
-        }
-        print(json.dumps(out))
-        return
-    lat = result.latency
-    pct = "   ".join(f"{k} {v:10.1f}" for k, v in lat.percentiles_us.items())
-    lines = [
-        f"model {result.model!r}: {result.clients} clients × {result.requests_per_client}"
-        f" requests, {result.ok} ok, errors: {result.errors or 'none'}",
-        f"  throughput (req/s)          {result.throughput_rps:12.1f}",
-        f"  latency mean ± σ (µs)       {lat.mean_us:12.1f} ± {lat.std_us:.1f}",
-        f"  latency min … max (µs)      {lat.min_us:12.1f} … {lat.max_us:.1f}",
-        f"  latency percentiles (µs)    {pct}",
-    ]
-    if base is not None:
-        r = _ratios(result, base)
-        lines += [
-            f"  in-process batch 1 p50 (µs/call)        {base.batch1.p(50):10.1f}",
-            f"  in-process best batch {base.best_batch:<3d} (µs/sample)  "
-            f"{base.best_us_per_sample:10.2f}",
-            f"  ratio latency p50 device / in-process batch 1      "
-            f"{r['latency_p50_vs_inprocess_batch1']:8.2f}",
-            f"  ratio throughput device / in-process best batch   "
-            f"{r['throughput_vs_inprocess_best_batch']:8.3f}",
-        ]
-    if lat.n and lat.std_us > lat.mean_us:
-        lines.append("  warning: σ exceeds the mean; use more --requests or a quieter machine")
-    print("\n".join(lines))
+        json.dump(out, sys.stdout)
+        print()
+    else:
+        print(report)
+    return 0 if not any(p.result.errors for p in result.points) else 1

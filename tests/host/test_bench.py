@@ -1,0 +1,116 @@
+"""``flaxdev bench``'s own arithmetic: latency summaries, ratios and warnings.
+
+The load generators and servers are exercised against a real socket server in
+``test_bench_load.py`` and against the module in the VM (tests/vm/test_bench.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyflaxdev.bench import Point, SuiteConfig, SuiteResult, latency_stats
+from pyflaxdev.bench.inprocess import inprocess
+from pyflaxdev.bench.report import format_report, ratios, warnings
+from pyflaxdev.bench.result import SAMPLE_DTYPE, summarise
+
+
+def test_latency_stats_against_numpy() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(6.0, 1.0, size=12345)
+    s = latency_stats(x)
+    assert s.n == x.size
+    assert s.mean_us == pytest.approx(x.mean(), rel=1e-12)
+    assert s.std_us == pytest.approx(x.std(ddof=1), rel=1e-12)
+    assert (s.min_us, s.max_us) == (x.min(), x.max())
+    for q in (50, 90, 99, 99.9):
+        assert s.p(q) == pytest.approx(np.percentile(x, q), rel=1e-12)
+    assert s.cv == pytest.approx(x.std(ddof=1) / x.mean())
+    empty = latency_stats([])
+    assert empty.n == 0 and np.isnan(empty.p(99))
+
+
+def _result(
+    transport: str,
+    clients: int,
+    rps: float,
+    lat_us: float,
+    seconds: float = 10.0,
+    errors: int = 0,
+    rate: float | None = None,
+) -> Point:
+    n = int(rps * seconds)
+    samples = np.zeros(n + errors, dtype=SAMPLE_DTYPE)
+    samples["latency_ns"] = int(lat_us * 1000)
+    samples["status"][n:] = -110
+    res = summarise(
+        samples,
+        {"ETIMEDOUT": errors} if errors else {},
+        seconds,
+        load="c",
+        transport="device" if transport == "device" else "socket",
+        target="m",
+        clients=clients,
+        mode="open" if rate else "closed",
+        offered_rps=rate,
+        late=0,
+    )
+    batching = transport != "socket"
+    return Point(transport, clients, 64 if batching else None, 0 if batching else None, res)
+
+
+def test_summarise_counts_only_successes() -> None:
+    p = _result("device", 4, 100.0, 250.0, errors=7)
+    assert p.result.ok == 1000 and p.result.requests == 1007
+    assert p.result.throughput_rps == pytest.approx(100.0)
+    assert p.result.latency.n == 1000 and p.result.latency.mean_us == pytest.approx(250.0)
+
+
+def test_ratios_pair_points_by_clients_and_batching() -> None:
+    res = SuiteResult(SuiteConfig(model="m", spec_name="m"))
+    res.points = [
+        _result("device", 1, 100.0, 400.0),
+        _result("device", 8, 800.0, 1000.0),
+        _result("socket", 1, 125.0, 300.0),
+        _result("socket", 8, 200.0, 4000.0),
+        _result("socket-batch", 8, 400.0, 2000.0),
+    ]
+    rows = {r["clients"]: r for r in ratios(res)}
+    assert set(rows) == {1, 8}
+    assert rows[1]["throughput_vs_socket"] == pytest.approx(0.8)
+    assert rows[1]["p50_vs_socket"] == pytest.approx(400 / 300)
+    assert "throughput_vs_socket_batch" not in rows[1]
+    assert rows[8]["throughput_vs_socket"] == pytest.approx(4.0)
+    assert rows[8]["throughput_vs_socket_batch"] == pytest.approx(2.0)
+    assert rows[8]["p99_vs_socket_batch"] == pytest.approx(0.5)
+    text = format_report(res)
+    assert "throughput(req/s)" in text and "p99.9(µs)" in text and "4.00" in text
+
+
+def test_warnings_say_what_to_fix() -> None:
+    res = SuiteResult(SuiteConfig(model="m", spec_name="m"))
+    res.points = [_result("device", 1, 100.0, 400.0, seconds=20.0)]
+    assert not [w for w in warnings(res) if "device" in w]
+    res.points = [
+        _result("device", 1, 50.0, 400.0, seconds=2.0),
+        _result("socket", 64, 100.0, 400.0, seconds=20.0, errors=3),
+        _result("device", 64, 100.0, 400.0, seconds=20.0, rate=400.0),
+    ]
+    text = "\n".join(warnings(res))
+    assert "too short" in text and "--duration" in text
+    assert "3 requests failed" in text
+    assert "saturated, 100 of 400 req/s" in text
+
+
+def test_inprocess_picks_the_cheapest_batch() -> None:
+    calls: list[int] = []
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return np.sort(np.tile(x, (1, 2000)), axis=1)  # cost grows with the batch
+
+    r = inprocess(fn, np.ones((10, 4), dtype=np.float32), batch_sizes=(1, 4), max_calls=7)
+    assert sorted(set(calls)) == [1, 4]
+    assert set(r.us_per_sample) == {1, 4}
+    assert r.best_batch == min(r.us_per_sample, key=lambda b: r.us_per_sample[b])
+    assert r.best_throughput_rps == pytest.approx(1e6 / r.us_per_sample[r.best_batch])
