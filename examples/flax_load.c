@@ -9,6 +9,7 @@
  *	$ flax_load -m digits -i digits.bin -s 64 -c 8 -n 10000
  *	{"transport": "device", "target": "digits", "clients": 8, ...}
  *	$ flax_load -u /tmp/base.sock -i digits.bin -s 64 -c 8 -r 2000 -T 10 -o lat.bin
+ *	$ flax_load -m digits -i digits.bin -s 64 -c 8 -n 10000 -V want.bin -e 40
  *
  * Transports (exactly one), each client thread with its own fd:
  *  -m MODEL	open DEVICE (-d, default /dev/flax), FLAX_IOC_MODEL_GET by name
@@ -31,6 +32,22 @@
  * timed request, and as its i-th warmup request: clients do not send the
  * same sequence in lockstep (the schedule of pyflaxdev's Python load).
  *
+ * Verification (-V EXPECTED_FILE -e EXPECTED_BYTES, binary results only,
+ * not with -x): EXPECTED_FILE holds one EXPECTED_BYTES record per input
+ * record, in the same order, the result that input must give; its size
+ * must be exactly nrecords * EXPECTED_BYTES.  Every successful timed
+ * request's result is compared with the record of the input it sent (the
+ * warmup's are not: -w 0 checks every request).  It must be EXPECTED_BYTES
+ * long, and is compared as 4-byte little-endian words: an identical word
+ * passes; a differing one passes only if, read as IEEE binary32, both are
+ * finite and |a - b| <= REL_TOL * max(|a|, |b|) (-E, default 1e-5; 0:
+ * exact).  So probabilities may differ in their last bits, while a class
+ * index that differs (a tiny subnormal as a float) fails.  A last partial
+ * word (EXPECTED_BYTES not a multiple of 4) must be identical.  A mismatch
+ * is not an I/O error: it counts under "mismatches", not "ok", has status
+ * -EBADMSG in SAMPLES_FILE, and each client reports its first one on
+ * stderr (record, word, expected and got, in hex and as floats).
+ *
  * Load: each of CLIENTS (-c, 1 to 1024) threads first sends WARMUP (-w,
  * default 5) untimed requests back to back; then all start together (a
  * barrier, then one common start time) and each sends REQUESTS (-n) timed
@@ -48,18 +65,22 @@
  * Output: one line of JSON on stdout:
  *	{"transport": "device"|"socket", "target": MODEL or PATH,
  *	 "clients": N, "mode": "closed"|"open", "offered_rps": RATE or null,
- *	 "requests": timed requests, "ok": N, "errors": {"ETIMEDOUT": N, ...},
+ *	 "requests": timed requests, "ok": N, "verified": true if -V,
+ *	 "mismatches": N (0 without -V), "errors": {"ETIMEDOUT": N, ...},
  *	 "late": N, "elapsed_s": common start to last completion,
  *	 "throughput_rps": ok / elapsed_s, "result_bytes_mean": mean result
  *	 size of the successful requests}
  * With -o SAMPLES_FILE, every timed request as a 24-byte little-endian
  * record, grouped by client: u64 start_ns (scheduled start, from the
- * common start), u64 latency_ns, s32 status (0 or -errno), u32 client.
+ * common start), u64 latency_ns, s32 status (0 or -errno; -EBADMSG for a
+ * mismatch), u32 client.
  * Times come from CLOCK_MONOTONIC.
  *
  * SIGINT or SIGTERM stops the clients after their current request; what
  * was done is still reported, with exit status 130 (a second signal
- * kills).  Exit status 2: bad usage; 1: the run failed.
+ * kills).  Exit status 2: bad usage; 1: the run failed; 3: a result did not
+ * match (-V), the JSON printed and the samples written all the same, and
+ * even if a signal stopped the run.
  *
  * Build: make -C examples (needs only -I driver/uapi and -pthread).
  */
@@ -93,6 +114,7 @@
 #define RECORD_STRIDE	7919ULL		/* a prime: spreads clients over the input */
 #define DEFAULT_WARMUP	5
 #define DEFAULT_SEED	1
+#define DEFAULT_REL_TOL	0.00001		/* -E: relative tolerance of a float word */
 #define RESULT_INITIAL	65536		/* first result buffer, in bytes */
 #define LATE_NS		1000000ULL	/* open loop: sent this late is "late" */
 #define SLEEP_SLICE_NS	100000000ULL	/* longest sleep between stop checks */
@@ -102,6 +124,7 @@
 #define ERRNO_SLOTS	(FLAX_STATUS_ERRNO_MAX + 1) /* errnos counted: 1 to 511 */
 #define SOCK_HDR_BYTES	8		/* response: s32 status, u32 length */
 #define SOCK_RESULT_MAX	(1024U * 1024 * 1024) /* largest response payload accepted */
+#define WORD_BYTES	4		/* -V compares results word by word */
 #define NSEC_PER_SEC	1000000000ULL
 #define THREAD_STACK	(256 * 1024)
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
@@ -118,6 +141,10 @@ struct config {
 	const char *input_path;
 	const char *samples_path;
 	FILE *samples_file;		/* opened before the run: fail early */
+	const char *expected_path;	/* -V, or NULL */
+	const __u8 *expected;		/* -V: nrecords results, back to back */
+	__u32 expected_bytes;		/* -e */
+	double rel_tol;			/* -E */
 	const __u8 *records;
 	__u64 nrecords;
 	__u32 record_bytes;
@@ -141,10 +168,11 @@ struct sample {
 	__u32 client;
 };
 
-/* What one request gave: 0 or -errno, and the result's size. */
+/* What one request gave: 0 or -errno, and the result. */
 struct result {
 	__s32 status;
 	__u32 bytes;
+	const __u8 *data;	/* in the client's buffer, when status is 0 */
 };
 
 /* One client thread.  Only the thread itself touches it until it is joined. */
@@ -162,6 +190,7 @@ struct client {
 	size_t nsamples;
 	size_t samples_cap;
 	__u64 ok;
+	__u64 mismatches;	/* -V: results that were not the expected ones */
 	__u64 late;
 	__u64 result_bytes;	/* sum over the successful requests */
 	__u64 last_done_ns;
@@ -172,6 +201,7 @@ struct client {
 struct totals {
 	__u64 requests;
 	__u64 ok;
+	__u64 mismatches;
 	__u64 late;
 	__u64 result_bytes;
 	__u64 last_done_ns;
@@ -212,7 +242,8 @@ static void show_usage(FILE *f)
 	fprintf(f,
 		"usage: " PROG " (-m MODEL [-d DEVICE] [-t TIMEOUT_MS] [-x] | -u SOCKET_PATH)\n"
 		"                 -i INPUT_FILE -s RECORD_BYTES [-z] -c CLIENTS (-n REQUESTS | -T SECONDS)\n"
-		"                 [-r RATE] [-w WARMUP] [-o SAMPLES_FILE] [-S SEED]\n");
+		"                 [-r RATE] [-w WARMUP] [-o SAMPLES_FILE] [-S SEED]\n"
+		"                 [-V EXPECTED_FILE -e EXPECTED_BYTES [-E REL_TOL]]\n");
 }
 
 static void help(void)
@@ -235,8 +266,15 @@ static void help(void)
 	       "  -w WARMUP        untimed requests per client first (default %d)\n"
 	       "  -o SAMPLES_FILE  write every timed request's 24-byte record\n"
 	       "  -S SEED          seed of the arrival process (default %d)\n"
-	       "Prints one line of JSON.  Exit status: 0, 1 if the run failed, 2 for bad usage.\n",
-	       MAX_CLIENTS, DEFAULT_WARMUP, DEFAULT_SEED);
+	       "  -V EXPECTED_FILE verify: each input record's expected binary result,\n"
+	       "                   back to back, in the input's order (not with -x)\n"
+	       "  -e EXPECTED_BYTES\n"
+	       "                   size of one expected result\n"
+	       "  -E REL_TOL       a differing 4-byte word passes if both are finite floats\n"
+	       "                   within REL_TOL * the larger (default %g; 0: exact)\n"
+	       "Prints one line of JSON.  Exit status: 0, 1 if the run failed, 2 for bad usage,\n"
+	       "3 if a result did not match (-V).\n",
+	       MAX_CLIENTS, DEFAULT_WARMUP, DEFAULT_SEED, DEFAULT_REL_TOL);
 }
 
 /* Report a usage error; returns the exit status for it. */
@@ -280,6 +318,22 @@ static int parse_positive(int opt, const char *arg, double max, double *out)
 	return 0;
 }
 
+/* -E: a relative tolerance, from 0 (exact) to 1. */
+static int parse_tolerance(int opt, const char *arg, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (end == arg || *end || errno || !(v >= 0) || v > 1) {
+		fprintf(stderr, PROG ": -%c %s: not a number from 0 to 1\n", opt, arg);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 /* One option into @cfg; returns 0, or -1 after a message. */
 static int parse_option(int opt, const char *arg, struct config *cfg)
 {
@@ -305,6 +359,16 @@ static int parse_option(int opt, const char *arg, struct config *cfg)
 	case 'o':
 		cfg->samples_path = arg;
 		return 0;
+	case 'V':
+		cfg->expected_path = arg;
+		return 0;
+	case 'e':
+		if (parse_u64(opt, arg, 1, SOCK_RESULT_MAX, &v))
+			return -1;
+		cfg->expected_bytes = (__u32)v;
+		return 0;
+	case 'E':
+		return parse_tolerance(opt, arg, &cfg->rel_tol);
 	case 'x':
 		cfg->text = true;
 		return 0;
@@ -354,7 +418,7 @@ static int parse_option(int opt, const char *arg, struct config *cfg)
 }
 
 /* Cross-option checks once all are read; returns 0 or 2. */
-static int check_options(const struct config *cfg, bool device_options)
+static int check_options(const struct config *cfg, bool device_options, bool verify_options)
 {
 	if (!cfg->target)
 		return usage_error("give one of -m MODEL and -u SOCKET_PATH");
@@ -373,26 +437,35 @@ static int check_options(const struct config *cfg, bool device_options)
 		return usage_error("-c CLIENTS is required");
 	if (!cfg->count == !cfg->duration_ns)
 		return usage_error("give exactly one of -n REQUESTS and -T SECONDS");
+	if (!cfg->expected_path && verify_options)
+		return usage_error("-e and -E apply to verification (-V) only");
+	if (cfg->expected_path && !cfg->expected_bytes)
+		return usage_error("-V EXPECTED_FILE needs -e EXPECTED_BYTES");
+	if (cfg->expected_path && cfg->text)
+		return usage_error("-V verifies binary results: not with -x");
 	return 0;
 }
 
 /* Returns 0 to run, 2 for bad usage, -1 after -h (exit status 0). */
 static int parse_args(int argc, char **argv, struct config *cfg)
 {
-	bool device_options = false, help_asked = false;
+	bool device_options = false, verify_options = false, help_asked = false;
 	int opt;
 
 	cfg->device = "/dev/flax";
 	cfg->warmup = DEFAULT_WARMUP;
 	cfg->seed = DEFAULT_SEED;
+	cfg->rel_tol = DEFAULT_REL_TOL;
 	opterr = 0;	/* our messages, with our prefix */
-	while ((opt = getopt(argc, argv, ":m:d:u:i:s:c:n:T:r:w:t:o:S:xzh")) != -1) {
+	while ((opt = getopt(argc, argv, ":m:d:u:i:s:c:n:T:r:w:t:o:S:V:e:E:xzh")) != -1) {
 		if (opt == 'h') {
 			help_asked = true;
 			continue;
 		}
 		if (opt == 'd' || opt == 't' || opt == 'x')
 			device_options = true;
+		if (opt == 'e' || opt == 'E')
+			verify_options = true;
 		if (parse_option(opt, optarg, cfg))
 			return 2;
 	}
@@ -402,7 +475,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument after the options");
-	return check_options(cfg, device_options);
+	return check_options(cfg, device_options, verify_options);
 }
 
 /* -z: the length of each record's text, before its first NUL. */
@@ -427,58 +500,103 @@ static int text_lengths(struct config *cfg)
 	return 0;
 }
 
-/* Read INPUT_FILE whole; returns 0, or the exit status. */
-static int load_records(struct config *cfg)
+/*
+ * Open @path, a file of at least one byte, with its size in *@size;
+ * returns the fd, or minus the exit status after a message.
+ */
+static int open_data_file(const char *path, __u64 *size)
 {
 	struct stat st;
-	size_t done = 0;
-	__u8 *data;
 	int fd;
 
-	fd = open(cfg->input_path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, PROG ": %s: %s\n", cfg->input_path, strerror(errno));
-		return 1;
+		fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
+		return -1;
 	}
 	if (fstat(fd, &st)) {
-		fprintf(stderr, PROG ": %s: %s\n", cfg->input_path, strerror(errno));
+		fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
 		close(fd);
-		return 1;
+		return -1;
 	}
 	if (st.st_size <= 0) {
-		fprintf(stderr, PROG ": %s: empty, or not a regular file\n", cfg->input_path);
+		fprintf(stderr, PROG ": %s: empty, or not a regular file\n", path);
 		close(fd);
-		return 2;
+		return -2;
 	}
-	if (st.st_size % cfg->record_bytes) {
-		fprintf(stderr,
-			PROG ": %s: %lld bytes are not a whole number of %u-byte records (-s)\n",
-			cfg->input_path, (long long)st.st_size, cfg->record_bytes);
-		close(fd);
-		return 2;
-	}
-	data = malloc(st.st_size);
-	while (data && done < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + done, st.st_size - done);
+	*size = st.st_size;
+	return fd;
+}
+
+/* Read the @size bytes of @fd, which it closes; NULL after a message. */
+static __u8 *read_data_file(int fd, const char *path, __u64 size)
+{
+	__u8 *data = malloc(size);
+	size_t done = 0;
+
+	while (data && done < size) {
+		ssize_t n = read(fd, data + done, size - done);
 
 		if (n <= 0 && !(n < 0 && errno == EINTR)) {
-			fprintf(stderr, PROG ": %s: %s\n", cfg->input_path,
+			fprintf(stderr, PROG ": %s: %s\n", path,
 				n ? strerror(errno) : "file shrank while reading");
 			free(data);
 			close(fd);
-			return 1;
+			return NULL;
 		}
 		done += n > 0 ? n : 0;
 	}
 	close(fd);
-	if (!data) {
-		fprintf(stderr, PROG ": %s: out of memory\n", cfg->input_path);
-		return 1;
+	if (!data)
+		fprintf(stderr, PROG ": %s: out of memory\n", path);
+	return data;
+}
+
+/* Read INPUT_FILE whole; returns 0, or the exit status. */
+static int load_records(struct config *cfg)
+{
+	__u64 size;
+	__u8 *data;
+	int fd;
+
+	fd = open_data_file(cfg->input_path, &size);
+	if (fd < 0)
+		return -fd;
+	if (size % cfg->record_bytes) {
+		fprintf(stderr,
+			PROG ": %s: %llu bytes are not a whole number of %u-byte records (-s)\n",
+			cfg->input_path, (unsigned long long)size, cfg->record_bytes);
+		close(fd);
+		return 2;
 	}
+	data = read_data_file(fd, cfg->input_path, size);
+	if (!data)
+		return 1;
 	cfg->records = data;
-	cfg->nrecords = st.st_size / cfg->record_bytes;
+	cfg->nrecords = size / cfg->record_bytes;
 	cfg->max_length = cfg->record_bytes;
 	return cfg->nul_padded ? text_lengths(cfg) : 0;
+}
+
+/* -V: read EXPECTED_FILE whole, one result per record; 0 or the exit status. */
+static int load_expected(struct config *cfg)
+{
+	__u64 size;
+	int fd;
+
+	fd = open_data_file(cfg->expected_path, &size);
+	if (fd < 0)
+		return -fd;
+	if (size % cfg->expected_bytes || size / cfg->expected_bytes != cfg->nrecords) {
+		fprintf(stderr,
+			PROG ": %s: %llu bytes, not %llu records (as in %s) of %u bytes (-e)\n",
+			cfg->expected_path, (unsigned long long)size,
+			(unsigned long long)cfg->nrecords, cfg->input_path, cfg->expected_bytes);
+		close(fd);
+		return 2;
+	}
+	cfg->expected = read_data_file(fd, cfg->expected_path, size);
+	return cfg->expected ? 0 : 1;
 }
 
 static __u64 now_ns(void)
@@ -601,6 +719,7 @@ static int dev_request(struct client *c, const __u8 *rec, __u32 len, struct resu
 		if (!ioctl(c->fd, FLAX_IOC_INFER, &req)) {
 			res->status = 0;
 			res->bytes = req.output_size;
+			res->data = c->buf;
 			return 0;
 		}
 		if (errno == EINTR)
@@ -749,14 +868,20 @@ static int sock_request(struct client *c, const __u8 *rec, __u32 len, struct res
 		return -1;
 	if (res->status)
 		res->bytes = 0;
+	res->data = c->buf + SOCK_HDR_BYTES;
 	return 0;
 }
 
-/* Send the client's next record; -1 if the client has to stop. */
-static int issue_request(struct client *c, struct result *res)
+/* The record of the client's next request: not the others' in lockstep. */
+static __u64 next_record(struct client *c)
+{
+	return (c->index * RECORD_STRIDE + c->next_request++) % c->cfg->nrecords;
+}
+
+/* Send record @n; -1 if the client has to stop. */
+static int issue_request(struct client *c, __u64 n, struct result *res)
 {
 	const struct config *cfg = c->cfg;
-	__u64 n = (c->index * RECORD_STRIDE + c->next_request++) % cfg->nrecords;
 	const __u8 *rec = cfg->records + n * cfg->record_bytes;
 	__u32 len = cfg->lengths ? cfg->lengths[n] : cfg->record_bytes;
 
@@ -804,17 +929,93 @@ static int store_sample(struct client *c, __u64 start, __u64 latency, __s32 stat
 	return 0;
 }
 
+/* Word @i of @len bytes at @p, little-endian, zero-padded past the end. */
+static __u32 get_word(const __u8 *p, size_t len, size_t i)
+{
+	size_t off = i * WORD_BYTES;
+	__u8 w[WORD_BYTES] = { 0 };
+
+	memcpy(w, p + off, len - off < WORD_BYTES ? len - off : WORD_BYTES);
+	return get_le32(w);
+}
+
+/* A word read as IEEE binary32. */
+static double word_float(__u32 w)
+{
+	float f;
+
+	memcpy(&f, &w, sizeof(f));
+	return f;
+}
+
+/* Are two differing words finite floats within @tol of each other, relatively? */
+static bool words_close(__u32 a, __u32 b, double tol)
+{
+	double x = word_float(a), y = word_float(b);
+
+	return tol > 0 && isfinite(x) && isfinite(y) &&
+	       fabs(x - y) <= tol * fmax(fabs(x), fabs(y));
+}
+
+/* Report a client's first mismatch on stderr, and only that one. */
+static void report_mismatch(struct client *c, __u64 n, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->mismatches)
+		return;
+	flockfile(stderr);
+	fprintf(stderr, PROG ": client %u: record %llu: ", c->index, (unsigned long long)n);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+/* -V: is @res the expected result of record @n, to the tolerance? */
+static bool result_matches(struct client *c, __u64 n, const struct result *res)
+{
+	const struct config *cfg = c->cfg;
+	size_t i, len = cfg->expected_bytes;
+	const __u8 *want = cfg->expected + n * len;
+	__u32 a, b;
+
+	if (res->bytes != len) {
+		report_mismatch(c, n, "a %u-byte result, expected %zu bytes", res->bytes, len);
+		return false;
+	}
+	if (!memcmp(res->data, want, len))
+		return true;
+	for (i = 0; i * WORD_BYTES < len; i++) {
+		a = get_word(want, len, i);
+		b = get_word(res->data, len, i);
+		/* A last partial word is no float: identical or wrong. */
+		if (a == b || ((i + 1) * WORD_BYTES <= len && words_close(a, b, cfg->rel_tol)))
+			continue;
+		report_mismatch(c, n, "word %zu: expected 0x%08x (%.9g), got 0x%08x (%.9g)", i,
+				a, word_float(a), b, word_float(b));
+		return false;
+	}
+	return true;
+}
+
 /* One timed request, scheduled at @start (from the common start). */
 static int timed_request(struct client *c, __u64 start)
 {
-	__u64 due = run_start_ns + start, done;
+	__u64 due = run_start_ns + start, done, n = next_record(c);
 	struct result res;
+	bool mismatch;
 
-	if (issue_request(c, &res))
+	if (issue_request(c, n, &res))
 		return -1;
 	done = now_ns();
 	c->last_done_ns = done;
-	if (res.status) {
+	mismatch = !res.status && c->cfg->expected && !result_matches(c, n, &res);
+	if (mismatch) {
+		c->mismatches++;	/* after report_mismatch(): the first is told */
+		res.status = -EBADMSG;	/* in the samples; not an I/O error */
+	} else if (res.status) {
 		c->errors[-res.status]++;
 	} else {
 		c->ok++;
@@ -883,7 +1084,7 @@ static int client_prepare(struct client *c)
 	if (cfg->transport == TRANSPORT_DEVICE ? dev_setup(c) : sock_setup(c))
 		return -1;
 	for (i = 0; i < cfg->warmup && !stopping(); i++)
-		if (issue_request(c, &res))
+		if (issue_request(c, next_record(c), &res))
 			return -1;
 	c->next_request = 0;	/* the timed part starts from i = 0 again */
 	return 0;
@@ -954,6 +1155,24 @@ static int check_input_size(const struct config *cfg, const struct flax_model_de
 	return -1;
 }
 
+/* -V: can the model's results be EXPECTED_BYTES long at all? */
+static int check_result_size(const struct config *cfg, const struct flax_model_desc *desc)
+{
+	if (!cfg->expected_path || !desc->result_size || cfg->expected_bytes <= desc->result_size)
+		return 0;
+	fprintf(stderr, PROG ": model %s gives results of at most %u bytes, not %u (-e)\n",
+		cfg->target, desc->result_size, cfg->expected_bytes);
+	return -1;
+}
+
+/* Do the records fit the model, and its results the expected ones? */
+static int check_model(const struct config *cfg, const struct flax_model_desc *desc)
+{
+	if (check_input_size(cfg, desc))
+		return -1;
+	return check_result_size(cfg, desc);
+}
+
 /* Before starting the clients: is the model there, and do records fit it? */
 static int probe_model(const struct config *cfg)
 {
@@ -966,7 +1185,7 @@ static int probe_model(const struct config *cfg)
 		return -1;
 	}
 	if (!get_model(fd, cfg->target, &desc))
-		ret = check_input_size(cfg, &desc);
+		ret = check_model(cfg, &desc);
 	else if (errno == ENOENT)
 		fprintf(stderr, PROG ": %s: no model named %s\n", cfg->device, cfg->target);
 	else
@@ -1045,7 +1264,8 @@ static void add_totals(struct totals *t, const struct client *c)
 	unsigned int e;
 
 	t->ok += c->ok;
-	t->requests += c->ok;
+	t->mismatches += c->mismatches;
+	t->requests += c->ok + c->mismatches;
 	t->late += c->late;
 	t->result_bytes += c->result_bytes;
 	t->failed += c->failed;
@@ -1103,8 +1323,10 @@ static void print_json(const struct config *cfg, const struct totals *t)
 		printf("%.9g", cfg->rate);
 	else
 		printf("null");
-	printf(", \"requests\": %llu, \"ok\": %llu, \"errors\": {",
-	       (unsigned long long)t->requests, (unsigned long long)t->ok);
+	printf(", \"requests\": %llu, \"ok\": %llu, \"verified\": %s, \"mismatches\": %llu",
+	       (unsigned long long)t->requests, (unsigned long long)t->ok,
+	       cfg->expected ? "true" : "false", (unsigned long long)t->mismatches);
+	printf(", \"errors\": {");
 	for (e = 1; e < ERRNO_SLOTS; e++) {
 		if (!t->errors[e])
 			continue;
@@ -1177,6 +1399,8 @@ static int run(struct config *cfg)
 	int ret;
 
 	ret = load_records(cfg);
+	if (!ret && cfg->expected_path)
+		ret = load_expected(cfg);
 	if (ret)
 		return ret;
 	if (cfg->transport == TRANSPORT_DEVICE && probe_model(cfg))
@@ -1218,6 +1442,8 @@ static int run(struct config *cfg)
 		print_json(cfg, t);
 		if (fflush(stdout))
 			ret = 1;
+		else if (t->mismatches)
+			ret = 3;
 		else if (atomic_load(&stop_requested))
 			ret = 130;
 	}
@@ -1237,6 +1463,7 @@ int main(int argc, char **argv)
 		return ret < 0 ? 0 : ret;
 	ret = run(&cfg);
 	free((void *)cfg.records);
+	free((void *)cfg.expected);
 	free(cfg.lengths);
 	return ret;
 }
