@@ -77,6 +77,7 @@ struct flax_worker {
  * @timeout_ms: the request's timeout (0: the model's).
  * @text: FLAX_INFER_TEXT.
  * @nonblock: -EAGAIN rather than wait for room in the queue.
+ * @priority: 0 to FLAX_PRIORITY_MAX.
  */
 struct flax_infer_io {
 	const void __user *uin;
@@ -90,6 +91,7 @@ struct flax_infer_io {
 	u32 timeout_ms;
 	bool text;
 	bool nonblock;
+	u32 priority;
 };
 
 /**
@@ -442,7 +444,42 @@ static int flax_slot_fill(struct flax_model *model, struct flax_slot *slot,
 	return 0;
 }
 
-static int flax_slot_queue(struct flax_model *model, struct flax_slot *slot)
+/*
+ * Queues @slot after every job of its priority or a higher one: a FETCH
+ * takes the highest priority first and each priority in arrival order.
+ * The walk starts at the tail, so it stops at once when every job has
+ * the same priority.  Called with the model's lock held.
+ */
+static void flax_queue_add(struct flax_model *model, struct flax_slot *slot)
+{
+	struct flax_slot *pos;
+
+	list_for_each_entry_reverse(pos, &model->queue, node) {
+		if (pos->priority >= slot->priority) {
+			list_add(&slot->node, &pos->node);
+			return;
+		}
+	}
+	list_add(&slot->node, &model->queue);
+}
+
+/* Queues a requeued @slot before the other jobs of its priority. */
+static void flax_queue_add_front(struct flax_model *model,
+				 struct flax_slot *slot)
+{
+	struct flax_slot *pos;
+
+	list_for_each_entry(pos, &model->queue, node) {
+		if (pos->priority <= slot->priority) {
+			list_add_tail(&slot->node, &pos->node);
+			return;
+		}
+	}
+	list_add_tail(&slot->node, &model->queue);
+}
+
+static int flax_slot_queue(struct flax_model *model, struct flax_slot *slot,
+			   u32 priority)
 {
 	spin_lock(&model->lock);
 	if (model->dead) {
@@ -452,7 +489,8 @@ static int flax_slot_queue(struct flax_model *model, struct flax_slot *slot)
 	}
 	slot->state = FLAX_SLOT_QUEUED;
 	slot->enqueued = ktime_get();
-	list_add_tail(&slot->node, &model->queue);
+	slot->priority = priority;
+	flax_queue_add(model, slot);
 	model->nqueued++;
 	spin_unlock(&model->lock);
 
@@ -693,7 +731,7 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 		goto out;
 	}
 
-	ret = flax_slot_queue(model, slot);
+	ret = flax_slot_queue(model, slot, io->priority);
 	if (ret)
 		goto out;
 
@@ -741,7 +779,7 @@ int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
 	if (ret)
 		return ret;
-	if ((req.flags & ~FLAX_INFER_TEXT) || req.reserved)
+	if ((req.flags & ~FLAX_INFER_TEXT) || req.priority > FLAX_PRIORITY_MAX)
 		return -EINVAL;
 
 	model = flax_model_get(req.model_id);
@@ -758,6 +796,7 @@ int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 	io.out_cap = req.output_size;
 	io.text = req.flags & FLAX_INFER_TEXT;
 	io.nonblock = file->f_flags & O_NONBLOCK;
+	io.priority = req.priority;
 	io.timeout_ms = req.timeout_ms;
 	ret = flax_infer(model, &io);
 	if (!ret || ret == -ENOSPC) {
@@ -882,7 +921,7 @@ out_unlock:
 /* Submits one request; on success it belongs to the fd's client. */
 static int flax_submit_one(struct flax_client *client, struct flax_model *model,
 			   struct flax_submit_entry *e, bool text,
-			   bool nonblock)
+			   bool nonblock, u32 priority)
 {
 	struct flax_infer_io io = {
 		.uin = u64_to_user_ptr(e->input),
@@ -940,7 +979,7 @@ static int flax_submit_one(struct flax_client *client, struct flax_model *model,
 	/* Before the job can finish and be reaped: areq may go at once. */
 	schedule_delayed_work(&areq->timeout, flax_jiffies_left(deadline));
 
-	ret = flax_slot_queue(model, slot);
+	ret = flax_slot_queue(model, slot, priority);
 	if (ret) {
 		/* The model died; flax_slot_queue() freed the slot. */
 		cancel_delayed_work_sync(&areq->timeout);
@@ -982,8 +1021,8 @@ int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
 	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
 	if (ret)
 		return ret;
-	if ((req.flags & ~FLAX_INFER_TEXT) ||
-	    memchr_inv(req.reserved, 0, sizeof(req.reserved)))
+	if ((req.flags & ~FLAX_INFER_TEXT) || req.reserved ||
+	    req.priority > FLAX_PRIORITY_MAX)
 		return -EINVAL;
 	model = flax_model_get(req.model_id);
 	if (!model)
@@ -1003,7 +1042,7 @@ int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
 		}
 		ret = flax_submit_one(&ff->client, model, &e,
 				      req.flags & FLAX_INFER_TEXT,
-				      file->f_flags & O_NONBLOCK);
+				      file->f_flags & O_NONBLOCK, req.priority);
 		if (ret)
 			break;
 		req.submitted++;
@@ -1284,7 +1323,11 @@ static void flax_worker_release_one(struct flax_worker *worker)
 			flax_slot_done(model, slot, -EIO);
 		}
 	}
-	list_splice(&requeue, &model->queue);
+	/* Backwards, so that they keep their order at the front. */
+	list_for_each_entry_safe_reverse(slot, tmp, &requeue, node) {
+		list_del(&slot->node);
+		flax_queue_add_front(model, slot);
+	}
 	model->workers[worker->index] = NULL;
 	model->nworkers--;
 	spin_unlock(&model->lock);
@@ -1575,11 +1618,12 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 		}
 		nqueued = model->nqueued;
 		if (nqueued) {
-			struct flax_slot *oldest;
+			/* The oldest job of the highest priority. */
+			struct flax_slot *first;
 
-			oldest = list_first_entry(&model->queue,
-						  struct flax_slot, node);
-			batch_end = ktime_add_us(oldest->enqueued, max_wait_us);
+			first = list_first_entry(&model->queue,
+						 struct flax_slot, node);
+			batch_end = ktime_add_us(first->enqueued, max_wait_us);
 			if (nqueued >= max_jobs ||
 			    ktime_compare(ktime_get(), batch_end) >= 0) {
 				flax_fetch_take(worker, req, max_jobs);
@@ -1590,7 +1634,7 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 		spin_unlock(&model->lock);
 
 		if (nqueued) {
-			/* Batching: more jobs, or the oldest one's deadline. */
+			/* Batching: more jobs, or the first one's deadline. */
 			ktime_t left = ktime_sub(batch_end, ktime_get());
 
 			/*

@@ -59,6 +59,7 @@ enum flax_slot_state {
  * @index: the slot's index; immutable.
  * @tag: generation, bumped at every claim and requeue.
  * @retries: requeues after a worker died.
+ * @priority: the request's priority (the queue's order).
  * @status: 0 or the negative errno of a DONE job.
  * @wait: the client waits here for DONE.
  * @async: the asynchronous request (FLAX_IOC_SUBMIT) that owns the slot,
@@ -75,6 +76,7 @@ struct flax_slot {
 	u32 index;
 	u32 tag;
 	u32 retries;
+	u32 priority;
 	int status;
 	wait_queue_head_t wait;
 	struct flax_areq *async;
@@ -238,7 +240,8 @@ struct flax_shell_result {
  *	Never held across a sleep or a user copy.  @nqueued and @dead are
  *	also read without it, as wait conditions and by sysfs.
  * @free: free slots, most recently freed first.
- * @queue: queued slots, oldest first (requeued jobs go to the front).
+ * @queue: queued slots, highest priority first, then oldest first
+ *	(requeued jobs go to the front of their priority).
  * @nqueued: length of @queue.
  * @nbusy: slots not free (for max_queue).
  * @nheld: slots held by workers (FETCHED or ABANDONED): in flight.

@@ -39,6 +39,7 @@ from pyflaxdev.submit import (
     DEFAULT_REAP_MAX,
     Payload,
     RawResult,
+    check_priority,
     decode_result,
     reap_raw,
     request_error,
@@ -137,35 +138,38 @@ class AsyncClient:
 
     # -- requests ------------------------------------------------------------
 
-    async def infer(self, x: Input, *, timeout_ms: int = 0, text: bool = False) -> Result | str:
+    async def infer(
+        self, x: Input, *, timeout_ms: int = 0, text: bool = False, priority: int = 0
+    ) -> Result | str:
         """Run the model on ``x``: what :meth:`Model.infer` returns (``infer_text`` with ``text``).
 
         Raises what :meth:`Model.infer` would raise for the same failure
         (:class:`~pyflaxdev.errors.Timeout` when the request or the wait for
-        room outlasts ``timeout_ms``, 0: the model's timeout).
+        room outlasts ``timeout_ms``, 0: the model's timeout).  ``priority`` as
+        for :meth:`Model.infer`.
         """
-        (future,) = await self.submit_many([x], timeout_ms=timeout_ms, text=text)
+        (future,) = await self.submit_many([x], timeout_ms=timeout_ms, text=text, priority=priority)
         return await future
 
     async def infer_many(
-        self, xs: Iterable[Input], *, timeout_ms: int = 0, text: bool = False
+        self, xs: Iterable[Input], *, timeout_ms: int = 0, text: bool = False, priority: int = 0
     ) -> list[Result | str]:
         """Run the model on every input (vector SUBMITs); the results in order.
 
         The first failure is raised (the other requests' results are dropped).
         """
-        futures = await self.submit_many(xs, timeout_ms=timeout_ms, text=text)
+        futures = await self.submit_many(xs, timeout_ms=timeout_ms, text=text, priority=priority)
         return list(await asyncio.gather(*futures))
 
     async def submit(
-        self, x: Input, *, timeout_ms: int = 0, text: bool = False
+        self, x: Input, *, timeout_ms: int = 0, text: bool = False, priority: int = 0
     ) -> asyncio.Future[Result | str]:
         """Queue one request; returns, once it is queued, the future of its result."""
-        (future,) = await self.submit_many([x], timeout_ms=timeout_ms, text=text)
+        (future,) = await self.submit_many([x], timeout_ms=timeout_ms, text=text, priority=priority)
         return future
 
     async def submit_many(
-        self, xs: Iterable[Input], *, timeout_ms: int = 0, text: bool = False
+        self, xs: Iterable[Input], *, timeout_ms: int = 0, text: bool = False, priority: int = 0
     ) -> list[asyncio.Future[Result | str]]:
         """Queue one request per input, in vector SUBMITs; returns their futures once queued.
 
@@ -175,6 +179,7 @@ class AsyncClient:
         when no room came within the timeout.  Cancelling the call while it
         waits for room drops the inputs not queued yet.
         """
+        check_priority(priority)
         loop = self._bind()
         items = list(xs)
         futures: list[asyncio.Future[Result | str]] = [loop.create_future() for _ in items]
@@ -206,6 +211,7 @@ class AsyncClient:
                     chunk=max(1, self.model.info.nslots),
                     flags=lib.FLAX_INFER_TEXT if text else 0,
                     timeout_ms=left_ms,
+                    priority=priority,
                     user_data=ids[done:],
                 )
                 done += len(tickets)

@@ -40,6 +40,7 @@ from pyflaxdev.submit import (
     DEFAULT_REAP_MAX,
     Payload,
     RawResult,
+    check_priority,
     decode_result,
     reap_raw,
     request_error,
@@ -175,7 +176,9 @@ class Client:
 
     # -- submitting ----------------------------------------------------------
 
-    def submit(self, x: Input, *, timeout_ms: int = 0, text: bool = False) -> Future[Result | str]:
+    def submit(
+        self, x: Input, *, timeout_ms: int = 0, text: bool = False, priority: int = 0
+    ) -> Future[Result | str]:
         """Queue one request (``FLAX_IOC_SUBMIT``) and return its future at once.
 
         The future's result is what :meth:`Model.infer` returns (or
@@ -184,20 +187,22 @@ class Client:
         a bad input (:class:`~pyflaxdev.errors.InvalidArgument`), a SUBMIT
         refused by the module, or the request's own failure (``ETIMEDOUT``:
         :class:`~pyflaxdev.errors.Timeout`, ...).  ``timeout_ms`` (0: the
-        model's) runs from the submission.  Blocks while the model has
+        model's) runs from the submission; ``priority`` as for
+        :meth:`Model.infer`.  Blocks while the model has
         ``max_queue`` requests under way.  Cancelling the future drops the
         result when it comes.  Raises ``ValueError`` if the client is closed.
         """
-        return self.submit_many([x], timeout_ms=timeout_ms, text=text)[0]
+        return self.submit_many([x], timeout_ms=timeout_ms, text=text, priority=priority)[0]
 
     def submit_many(
-        self, xs: Iterable[Input], *, timeout_ms: int = 0, text: bool = False
+        self, xs: Iterable[Input], *, timeout_ms: int = 0, text: bool = False, priority: int = 0
     ) -> list[Future[Result | str]]:
         """Queue one request per input, in vector SUBMITs of at most ``nslots`` entries.
 
         Returns one future per input, in order, as :meth:`submit` does.
         """
         items = list(xs)
+        check_priority(priority)
         futures: list[Future[Result | str]] = [Future() for _ in items]
         payloads: list[Payload] = []
         owners: list[Future[Result | str]] = []
@@ -224,6 +229,7 @@ class Client:
                     chunk=max(1, self.model.info.nslots),
                     flags=lib.FLAX_INFER_TEXT if text else 0,
                     timeout_ms=timeout_ms,
+                    priority=priority,
                     user_data=ids[done:],
                 )
                 done += len(tickets)

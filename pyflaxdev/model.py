@@ -74,7 +74,7 @@ class Model:
 
     # -- inference -----------------------------------------------------------
 
-    def infer(self, x: Input, *, timeout_ms: int = 0) -> Result:
+    def infer(self, x: Input, *, timeout_ms: int = 0, priority: int = 0) -> Result:
         """Run the model on one input and return its postprocessed result.
 
         ``x`` is an array of the model's input dtype with its input shape (or
@@ -82,28 +82,36 @@ class Model:
         size.  Returns :class:`~pyflaxdev.results.Classes` (with the model's
         labels, if it has any) for a chain ending in topk, argmax or
         threshold, else a float32 vector.  ``timeout_ms`` 0 means the model's
-        timeout; a longer one is capped to it by the module.
+        timeout; a longer one is capped to it by the module.  ``priority``, 0
+        (normal) to ``FLAX_PRIORITY_MAX``: queued requests of a higher one are
+        served first.
         """
         data = self.check_input(x)
+        submit.check_priority(priority)
         try:
-            raw = self.infer_bytes(data, timeout_ms=timeout_ms)
+            raw = self.infer_bytes(data, timeout_ms=timeout_ms, priority=priority)
         except BufferTooSmall as exc:
             # topk grew through sysfs: the module refused before running the job.
             self.info = self.device.describe(self.name)
             size = max(self.info.result_size, exc.needed or 0)
-            raw = self.infer_bytes(data, timeout_ms=timeout_ms, output_size=size)
+            raw = self.infer_bytes(data, timeout_ms=timeout_ms, output_size=size, priority=priority)
         return self.decode(raw)
 
-    def infer_text(self, x: Input, *, timeout_ms: int = 0) -> str:
+    def infer_text(self, x: Input, *, timeout_ms: int = 0, priority: int = 0) -> str:
         """Run the model on one input and return the module's text result
         (``FLAX_INFER_TEXT``): ``"<label>\\t<score>\\n"`` per class, or the values
         separated by spaces and a newline."""
         data = self.check_input(x)
+        submit.check_priority(priority)
         size = self.info.text_size
         for attempt in range(_SIZE_RETRIES):
             try:
                 raw = self.infer_bytes(
-                    data, timeout_ms=timeout_ms, output_size=size, flags=lib.FLAX_INFER_TEXT
+                    data,
+                    timeout_ms=timeout_ms,
+                    output_size=size,
+                    flags=lib.FLAX_INFER_TEXT,
+                    priority=priority,
                 )
             except BufferTooSmall as exc:
                 # The job ran and its text was lost; run it again with room.
@@ -120,6 +128,7 @@ class Model:
         *,
         timeout_ms: int = 0,
         text: bool = False,
+        priority: int = 0,
         user_data: int | Sequence[int] | None = None,
     ) -> list[int]:
         """``FLAX_IOC_SUBMIT``: queue one request per input and return their tickets at once.
@@ -132,7 +141,7 @@ class Model:
         (``FLAX_INFER_TEXT``); ``timeout_ms`` (0: the model's) runs from the
         submission, and a request not finished by then is reaped with
         ``ETIMEDOUT``.  ``user_data`` (an int for all, or one per input; 0 by
-        default) comes back with each result.
+        default) comes back with each result.  ``priority`` as for :meth:`infer`.
 
         A short ``submitted`` is followed by a SUBMIT of the rest.  When a
         SUBMIT queues nothing, the :class:`~pyflaxdev.errors.FlaxError` of the
@@ -144,6 +153,7 @@ class Model:
         requests under way; finished results hold their slots until reaped.
         """
         payloads = [self.check_input(x) for x in inputs]
+        submit.check_priority(priority)
         values = submit.user_data_list(user_data, len(payloads))
         if not payloads:
             return []
@@ -159,6 +169,7 @@ class Model:
                 chunk=max(1, self.info.nslots),
                 flags=flags,
                 timeout_ms=timeout_ms,
+                priority=priority,
                 user_data=values,
             )
         finally:
@@ -223,12 +234,13 @@ class Model:
         timeout_ms: int = 0,
         output_size: int | None = None,
         flags: int = 0,
+        priority: int = 0,
     ) -> bytes:
         """``FLAX_IOC_INFER`` with no checks: send ``data``, return the raw result bytes.
 
         ``output_size`` sets the result buffer (default: the model's
         ``result_size``), e.g. to provoke ``ENOSPC``; ``flags`` are
-        ``FLAX_INFER_*`` flags.
+        ``FLAX_INFER_*`` flags; ``priority`` goes as it is.
         """
         size = self.info.result_size if output_size is None else output_size
         out = ffi.new("char[]", max(size, 1))
@@ -241,6 +253,7 @@ class Model:
         req.output = uapi.pointer_value(out)
         req.output_size = size
         req.timeout_ms = timeout_ms
+        req.priority = priority
         fd = self.device.fileno()
         start = time.monotonic()
         result = uapi.ioctl(fd, ioctls.INFER, req)

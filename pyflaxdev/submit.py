@@ -45,7 +45,7 @@ import numpy.typing as npt
 from pyflaxdev import ioctls, uapi
 from pyflaxdev.errors import FlaxError, InvalidArgument, check, error_for
 from pyflaxdev.results import Result
-from pyflaxdev.uapi import ffi
+from pyflaxdev.uapi import ffi, lib
 
 if TYPE_CHECKING:
     from pyflaxdev.device import Device
@@ -149,6 +149,15 @@ def user_data_list(user_data: int | Sequence[int] | None, n: int) -> list[int]:
     return values
 
 
+def check_priority(priority: int) -> int:
+    """``priority`` if it is 0 to ``FLAX_PRIORITY_MAX``, else InvalidArgument saying so."""
+    if not 0 <= priority <= lib.FLAX_PRIORITY_MAX:
+        raise InvalidArgument(
+            f"priority must be 0 (normal) to {lib.FLAX_PRIORITY_MAX} (first), got {priority}"
+        )
+    return priority
+
+
 def submit_once(
     fd: int,
     model_id: int,
@@ -156,6 +165,7 @@ def submit_once(
     *,
     flags: int = 0,
     timeout_ms: int = 0,
+    priority: int = 0,
     user_data: Sequence[int] | None = None,
 ) -> tuple[int, list[int]]:
     """One ``FLAX_IOC_SUBMIT`` of ``payloads`` (1 to the model's nslots).
@@ -180,6 +190,7 @@ def submit_once(
     req.flags = flags
     req.entries = uapi.pointer_value(entries)
     req.count = n
+    req.priority = priority
     result = uapi.ioctl(fd, ioctls.SUBMIT, req)
     del keep
     if result < 0:
@@ -201,6 +212,7 @@ def submit_all(
     chunk: int,
     flags: int = 0,
     timeout_ms: int = 0,
+    priority: int = 0,
     user_data: Sequence[int] | None = None,
 ) -> tuple[list[int], int]:
     """Submit every payload, ``chunk`` (the model's nslots) at most per SUBMIT.
@@ -224,6 +236,7 @@ def submit_all(
             payloads[first:last],
             flags=flags,
             timeout_ms=timeout_ms,
+            priority=priority,
             user_data=data[first:last],
         )
         if result == -errno.EINTR:

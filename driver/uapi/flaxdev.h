@@ -487,7 +487,7 @@ struct flax_fetch {
  *	result's size, or with FLAX_INFER_TEXT the text's length).
  * @timeout_ms: 0 for the model's timeout; a shorter one is honoured, a
  *	longer one is capped to the model's.
- * @reserved: must be 0.
+ * @priority: 0 (normal) to FLAX_PRIORITY_MAX; see FLAX_PRIORITY_MAX.
  */
 struct flax_infer {
 	__u32 model_id;
@@ -497,8 +497,20 @@ struct flax_infer {
 	__u32 input_size;
 	__u32 output_size;
 	__u32 timeout_ms;
-	__u32 reserved;
+	__u32 priority;
 };
+
+/*
+ * Request priorities (struct flax_infer.priority, struct
+ * flax_submit.priority): a worker's FETCH takes the queued jobs of the
+ * highest priority first, and jobs of one priority in the order they
+ * were queued (a job requeued after its worker died goes first among
+ * its priority).  0, what requests had before priorities existed, is the
+ * normal priority; larger values come first.  A batch of a FETCH may mix
+ * priorities; its max_queue_delay_us wait runs from the first job it
+ * would take.
+ */
+#define FLAX_PRIORITY_MAX 3
 
 #define FLAX_INFER_SIZE_VER0 40
 
@@ -538,6 +550,8 @@ struct flax_submit_entry {
  * @entries: user pointer to @count struct flax_submit_entry.
  * @count: requests, 1 to the model's nslots.
  * @submitted: out: requests queued, in order from the first.
+ * @priority: of every request of the call, 0 (normal) to
+ *	FLAX_PRIORITY_MAX (as struct flax_infer.priority).
  * @reserved: must be 0.
  *
  * The input is copied and preprocessed during the call; the result waits
@@ -555,7 +569,8 @@ struct flax_submit {
 	__u64 entries;
 	__u32 count;
 	__u32 submitted;
-	__u32 reserved[2];
+	__u32 priority;
+	__u32 reserved;
 };
 
 #define FLAX_SUBMIT_SIZE_VER0 32

@@ -1106,9 +1106,10 @@ static void test_errors(void)
 	req.output = (uintptr_t)out;
 	req.input_size = 16;
 	req.output_size = 16;
-	req.reserved = 1;
-	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL, "infer: reserved");
-	req.reserved = 0;
+	req.priority = FLAX_PRIORITY_MAX + 1;
+	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL,
+		  "infer: priority above FLAX_PRIORITY_MAX");
+	req.priority = 0;
 	req.flags = 1u << 31;
 	CHECK_ERR(ioctl(fd, FLAX_IOC_INFER, &req), EINVAL, "infer: flags");
 	req.flags = 0;
@@ -1983,9 +1984,14 @@ static void test_async(void)
 		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
 			  "async: SUBMIT undefined flag");
 		s.flags = 0;
-		s.reserved[1] = 1;
+		s.reserved = 1;
 		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
 			  "async: SUBMIT reserved");
+		s.reserved = 0;
+		s.priority = FLAX_PRIORITY_MAX + 1;
+		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
+			  "async: SUBMIT priority above FLAX_PRIORITY_MAX");
+		s.priority = 0;
 		CHECK_ERR(ioctl(afd, FLAX_IOC_REAP, &r), EINVAL,
 			  "async: REAP count 0");
 		r.count = 1;
