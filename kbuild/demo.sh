@@ -1,7 +1,8 @@
 #!/bin/bash
 # The demo, run inside the VM by `make demo` (kbuild/vm-run) with flaxdev.ko
 # loaded: serve digits, classify the held-out digits with the C client and
-# with pyflaxdev, show the status table and run a short benchmark.
+# with pyflaxdev, show the status table and run a short benchmark against the
+# Unix-socket servers and in-process jit(apply).
 set -euo pipefail
 cd "$FLAX_TOP"
 out=$FLAX_OUT
@@ -66,5 +67,5 @@ echo "== flaxdev status"
 flaxdev status
 
 echo
-echo "== flaxdev bench digits --clients 8 --requests 800"
-flaxdev bench digits --clients 8 --requests 800 | tee "$out/bench.txt"
+echo "== flaxdev bench digits --clients 1,64 --duration 5 (the device vs two Unix-socket servers vs in-process)"
+flaxdev bench digits --clients 1,64 --duration 5 | tee "$out/bench.txt"

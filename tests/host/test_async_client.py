@@ -185,7 +185,11 @@ class FakeKernel:
         return 0
 
     def _submit(self, fd: int, req: object) -> int:
-        if req.flags & ~lib.FLAX_INFER_TEXT or any(req.reserved):
+        if (
+            req.flags & ~lib.FLAX_INFER_TEXT
+            or req.reserved
+            or req.priority > lib.FLAX_PRIORITY_MAX
+        ):
             return -errno.EINVAL
         model = self.models.get(req.model_id)
         if model is None:
@@ -353,7 +357,7 @@ def test_struct_sizes_are_the_published_ones():
         ("flax_reap_entry", {"output": 0, "ticket": 8, "user_data": 16,
                              "output_size": 24, "status": 28}),
         ("flax_submit", {"model_id": 0, "flags": 4, "entries": 8, "count": 16,
-                         "submitted": 20, "reserved": 24}),
+                         "submitted": 20, "priority": 24, "reserved": 28}),
         ("flax_reap", {"entries": 0, "count": 8, "flags": 12, "timeout_ms": 16,
                        "reaped": 20, "pending": 24, "reserved": 28}),
     ],
@@ -398,9 +402,12 @@ def test_fake_rejects_bad_structs(fake, dev):
     req.count = 1
     entries = ffi.new("struct flax_submit_entry[]", 1)
     req.entries = uapi.pointer_value(entries)
-    req.reserved[1] = 1
+    req.reserved = 1
     assert uapi.ioctl(fd, ioctls.SUBMIT, req) == -errno.EINVAL
-    req.reserved[1] = 0
+    req.reserved = 0
+    req.priority = lib.FLAX_PRIORITY_MAX + 1
+    assert uapi.ioctl(fd, ioctls.SUBMIT, req) == -errno.EINVAL
+    req.priority = 0
     assert uapi.ioctl(fd, ioctls.SUBMIT, req) == -errno.EINVAL  # input_size 0
     wrong_size = ioctls.with_size(ioctls.IOCTLS["SUBMIT"], 24)
     assert uapi.ioctl(fd, wrong_size, req) == -errno.ENOTTY
