@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import OUT, TOP
 
 import pyflaxdev
 from pyflaxdev import models, sysfs
-
-from .conftest import OUT, TOP
 
 
 def test_null_model_echoes_through_the_device() -> None:

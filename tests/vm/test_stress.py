@@ -42,12 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from conftest import OUT, TOP, WorkerProcess
 
 import pyflaxdev
 from pyflaxdev import models, sysfs
 from pyflaxdev.pipeline import Pipeline
-
-from .conftest import OUT, TOP, WorkerProcess
 
 SECONDS = float(os.environ.get("FLAX_STRESS_SECONDS", "15"))
 CHAOS_S = 1.5
