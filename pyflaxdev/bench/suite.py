@@ -308,7 +308,10 @@ def run_suite(config: SuiteConfig, say: Say) -> SuiteResult:
                     with _started(cmd, "batching socket server", config, out, say):
                         measure("socket-batch", {"socket": path}, mb, d)
     if config.baseline and spec is not None:
-        out.inprocess = _baseline(config, spec, inputs, say)
+        if spec.identity:
+            say(f"no in-process baseline for {spec.name!r}: a copy in memory measures nothing")
+        else:
+            out.inprocess = _baseline(config, spec, inputs, say)
     return out
 
 

@@ -108,5 +108,6 @@ def test_socket_sweep_end_to_end() -> None:
     ]
     for p in res.points:
         assert p.result.ok == 200 * p.clients and not p.result.errors
-    assert res.inprocess is not None and set(res.inprocess.us_per_sample) == {1, 4, 8}
+    assert res.inprocess is None  # a copy in memory is no baseline
+    assert any("no in-process baseline" in line for line in said)
     assert any("socket-batch" in line for line in said)
