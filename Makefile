@@ -41,14 +41,15 @@ ctools:
 	$(MAKE) -C tests/vm/c
 
 # With several series (KSERIES="6.1 6.12"), the module is rebuilt and the VM
-# suite run once per series (the MiniLM test on the first only).
+# suite run once per series (the long tests, MiniLM and the stress run, on the
+# first only).
 test: setup
 	$(MAKE) python ctools
 	$(MAKE) test-host
 	$(MAKE) fuzz
-	set -e; minilm=1; for series in $(KSERIES); do \
-		$(MAKE) module test-vm KSERIES=$$series FLAX_VM_MINILM=$$minilm; \
-		minilm=0; \
+	set -e; long=1; for series in $(KSERIES); do \
+		$(MAKE) module test-vm KSERIES=$$series FLAX_VM_LONG=$$long; \
+		long=0; \
 	done
 
 test-host:
@@ -64,12 +65,13 @@ fuzz:
 test-exhaustive:
 	FLAX_EXHAUSTIVE=1 $(PY) -m pytest -q tests/host/test_ops.py -k exhaustive
 
-# FLAX_VM_MINILM=0 leaves out the MiniLM end-to-end test (about 10 minutes of
-# a transformer under TCG): make test runs it on the first series only.
-FLAX_VM_MINILM ?= 1
+# FLAX_VM_LONG=0 leaves out the long tests: MiniLM end to end (about 8 minutes
+# of a transformer under TCG) and the stress run (about 10): make test runs
+# them on the first series only.
+FLAX_VM_LONG ?= 1
 test-vm:
 	kbuild/vm-run --kver $(kver) --out out/vm-test-$(kver) -- \
-		env FLAX_VM_MINILM=$(FLAX_VM_MINILM) bash tests/vm/run.sh
+		env FLAX_VM_LONG=$(FLAX_VM_LONG) bash tests/vm/run.sh
 
 # The VM suite on a kernel built with KASAN, lockdep, DEBUG_ATOMIC_SLEEP,
 # kmemleak and UBSAN (kbuild/build-debug-kernel.sh, kbuild/debug.config).

@@ -25,5 +25,5 @@ run digits digits --serve --clients 1,4,16,64 --rate 200,400,800 --duration "$se
 	--plot "$out/digits.png"
 if [ "${FLAX_BENCH_MINILM:-1}" = 1 ]; then
 	run minilm minilm --serve --transports device --clients 1,8,64 \
-		--duration "$((secs * 3))" --warmup 2 --plot "$out/minilm.png"
+		--duration "$((secs * 3))" --warmup 2 --baseline-batches 1,8,32 --plot "$out/minilm.png"
 fi

@@ -65,6 +65,9 @@ class SuiteConfig:
     device: str | None = None
     serve: bool = False
     serve_args: tuple[str, ...] = ()
+    #: What the worker and the socket servers compile (None: the shipped
+    #: model's sizes, else powers of two up to the largest max_batch).
+    batch_sizes: tuple[int, ...] | None = None
     baseline: bool = True
     baseline_batches: tuple[int, ...] = (1, 8, 64)
     pipeline: bool = False
@@ -258,7 +261,8 @@ def run_suite(config: SuiteConfig, say: Say) -> SuiteResult:
     text = bool(spec is not None and spec.tokenize)
     runner = _Runner(config, inputs, text)
     out = SuiteResult(config)
-    sizes = _pow2_upto(max(config.max_batches))
+    sizes = list(config.batch_sizes or (spec and spec.batch_sizes) or ())
+    sizes = sizes or _pow2_upto(max(config.max_batches))
     # Closed loop at every client count; each open-loop rate with the most clients.
     loops: list[tuple[int, float | None]] = [(c, None) for c in config.clients]
     loops += [(max(config.clients), r) for r in config.rates]
@@ -368,7 +372,7 @@ def _baseline(
     config: SuiteConfig, spec: ModelSpec, inputs: npt.NDArray[Any] | list[bytes], say: Say
 ) -> InProcessBench:
     pipeline = config.pipeline or spec.tokenize
-    batches = tuple(sorted({*config.baseline_batches, *config.clients}))
+    batches = tuple(sorted(set(config.baseline_batches)))
     fn, what = apply_fn(spec, pipeline=pipeline, batch_sizes=batches)
     samples: Any
     if pipeline:

@@ -94,12 +94,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int_list,
         default=(1, 8, 64),
         metavar="B,...",
-        help="in-process batch sizes, besides the client counts (1,8,64)",
+        help="in-process batch sizes (1,8,64)",
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
     p.add_argument("--pipeline", action="store_true", help="baseline includes pre/postprocessing")
     p.add_argument("--serve", action="store_true", help="start the device worker for the run")
     p.add_argument("--serve-args", default="", metavar="ARGS", help="more worker arguments")
+    p.add_argument(
+        "--batch-sizes",
+        type=int_list,
+        default=None,
+        metavar="B,...",
+        help="compiled by the worker and the socket servers (default: the shipped model's,"
+        " else 1,2,4,... up to --max-batch)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--plot", metavar="FILE.png", help="draw the run (needs matplotlib)")
     p.add_argument("--save", metavar="PREFIX", help="also write PREFIX.json and PREFIX.txt")
@@ -127,6 +135,7 @@ def config_from(args: argparse.Namespace) -> SuiteConfig:
         device=args.device,
         serve=args.serve,
         serve_args=tuple(args.serve_args.split()),
+        batch_sizes=args.batch_sizes,
         baseline=not args.no_baseline,
         baseline_batches=tuple(args.baseline_batches),
         pipeline=args.pipeline,

@@ -13,9 +13,9 @@ echo "=== C selftests ($selftest all)"
 "$selftest" all || status=1
 
 ignore=(--ignore=tests/vm/lifecycle)
-if [ "${FLAX_VM_MINILM:-1}" != 1 ]; then
-	echo "=== NOT RUN here: tests/vm/test_minilm.py (FLAX_VM_MINILM=0; make test runs it on its first kernel series)"
-	ignore+=(--ignore=tests/vm/test_minilm.py)
+if [ "${FLAX_VM_LONG:-1}" != 1 ]; then
+	echo "=== NOT RUN here: tests/vm/test_minilm.py tests/vm/test_stress.py (FLAX_VM_LONG=0; make test runs them on its first kernel series)"
+	ignore+=(--ignore=tests/vm/test_minilm.py --ignore=tests/vm/test_stress.py)
 fi
 
 echo "=== pytest tests/vm"
