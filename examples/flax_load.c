@@ -60,7 +60,8 @@
  *    Latency is from the *scheduled* arrival, as wrk2 measures it, so a
  *    slow response also charges the requests queued behind it; a client
  *    behind schedule sends at once, and a request sent more than 1 ms
- *    after its arrival counts as "late".
+ *    after its arrival counts as "late".  With -T, nothing is sent after
+ *    SECONDS: an overloaded server is not given the backlog to clear.
  *
  * Output: one line of JSON on stdout:
  *	{"transport": "device"|"socket", "target": MODEL or PATH,
@@ -1051,6 +1052,10 @@ static void run_open(struct client *c)
 		arrival += next_gap_ns(c, mean_ns);
 		start = (__u64)arrival;
 		if (cfg->duration_ns && start >= cfg->duration_ns)
+			break;
+		/* Overloaded: what is still due at the end is never sent. */
+		if (cfg->duration_ns &&
+		    now_ns() >= run_start_ns + cfg->duration_ns)
 			break;
 		sleep_until(run_start_ns + start);
 		if (stopping())
