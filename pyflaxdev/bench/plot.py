@@ -32,28 +32,41 @@ def plot(result: SuiteResult, path: str, *, title: str | None = None) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     closed = [p for p in result.points if p.offered_rps is None]
+    colors: dict[str, str] = {}
     for label, pts in _series(closed).items():
         pts = sorted(pts, key=lambda p: p.clients)
         left.plot(
-            [p.clients for p in pts], [p.result.throughput_rps for p in pts], "o-", label=label
-        )
-    for label, pts in _series(result.points).items():
-        pts = sorted(pts, key=lambda p: p.result.throughput_rps)
-        right.plot(
+            [p.clients for p in pts],
             [p.result.throughput_rps for p in pts],
-            [p.result.latency.p(99) / 1000.0 for p in pts],
             "o-",
+            color=colors.setdefault(label, f"C{len(colors)}"),
             label=label,
         )
-        for p in pts:
-            tag = f"{p.clients}" if p.offered_rps is None else f"{p.offered_rps:g}/s"
-            right.annotate(
-                tag,
-                (p.result.throughput_rps, p.result.latency.p(99) / 1000.0),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
+    for label, pts in _series(result.points).items():
+        # Closed loop (by clients) solid, open loop (by offered rate) dashed.
+        for style, part in (("o-", False), ("s--", True)):
+            sel = sorted(
+                (p for p in pts if (p.offered_rps is not None) == part),
+                key=lambda p: p.offered_rps or p.clients,
             )
+            if not sel:
+                continue
+            right.plot(
+                [p.result.throughput_rps for p in sel],
+                [p.result.latency.p(99) / 1000.0 for p in sel],
+                style,
+                color=colors.setdefault(label, f"C{len(colors)}"),
+                label=label + (" open loop" if part else ""),
+            )
+            for p in sel:
+                tag = f"{p.clients}" if p.offered_rps is None else f"{p.offered_rps:g}/s"
+                right.annotate(
+                    tag,
+                    (p.result.throughput_rps, p.result.latency.p(99) / 1000.0),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
     base = result.inprocess
     if base is not None:
         best = base.best_throughput_rps
@@ -70,7 +83,7 @@ def plot(result: SuiteResult, path: str, *, title: str | None = None) -> None:
     right.set_yscale("log")
     right.set_xlabel("throughput (requests/s)")
     right.set_ylabel("p99 latency (ms)")
-    right.set_title("p99 latency vs throughput (labels: clients or offered rate)")
+    right.set_title("p99 latency vs throughput (labels: clients; offered rate, dashed)")
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)

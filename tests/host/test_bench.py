@@ -114,3 +114,18 @@ def test_inprocess_picks_the_cheapest_batch() -> None:
     assert set(r.us_per_sample) == {1, 4}
     assert r.best_batch == min(r.us_per_sample, key=lambda b: r.us_per_sample[b])
     assert r.best_throughput_rps == pytest.approx(1e6 / r.us_per_sample[r.best_batch])
+
+
+def test_plot_draws_closed_and_open_points(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pyflaxdev.bench.plot import plot
+
+    res = SuiteResult(SuiteConfig(model="m", spec_name="m"))
+    res.points = [
+        _result("device", 1, 100.0, 400.0),
+        _result("device", 8, 800.0, 1000.0),
+        _result("device", 8, 300.0, 900.0, rate=300.0),
+        _result("socket", 1, 125.0, 300.0),
+    ]
+    out = tmp_path / "plot.png"
+    plot(res, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10000
