@@ -185,11 +185,7 @@ class FakeKernel:
         return 0
 
     def _submit(self, fd: int, req: object) -> int:
-        if (
-            req.flags & ~lib.FLAX_INFER_TEXT
-            or req.reserved
-            or req.priority > lib.FLAX_PRIORITY_MAX
-        ):
+        if req.flags & ~lib.FLAX_INFER_TEXT or req.reserved or req.priority > lib.FLAX_PRIORITY_MAX:
             return -errno.EINVAL
         model = self.models.get(req.model_id)
         if model is None:

@@ -83,13 +83,14 @@ def test_bad_struct_pointer_is_efault(dev: pyflaxdev.Device) -> None:
     assert _raw(dev, ioctls.FETCH, bad) == -errno.ENXIO
 
 
-@pytest.mark.parametrize("field", ["reserved", "flags"])
-def test_nonzero_reserved_or_flags_is_einval(
+@pytest.mark.parametrize("field", ["priority", "flags"])
+def test_bad_priority_or_flags_is_einval(
     dev: pyflaxdev.Device, idle_model: pyflaxdev.Model, field: str
 ) -> None:
     data, out = _buffers(idle_model)
     req = _infer_req(idle_model, data, out)
-    setattr(req, field, 1 << 31)  # flags: an undefined one (bit 0 is FLAX_INFER_TEXT)
+    # flags: an undefined one (bit 0 is FLAX_INFER_TEXT); priority: far above FLAX_PRIORITY_MAX
+    setattr(req, field, 1 << 31)
     assert _raw(dev, ioctls.INFER, req) == -errno.EINVAL
 
 

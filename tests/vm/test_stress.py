@@ -48,7 +48,7 @@ import pyflaxdev
 from pyflaxdev import models, sysfs
 from pyflaxdev.pipeline import Pipeline
 
-SECONDS = float(os.environ.get("FLAX_STRESS_SECONDS", "30"))
+SECONDS = float(os.environ.get("FLAX_STRESS_SECONDS", "40"))
 CHAOS_S = 1.5
 MIN_REQUESTS = 20000
 ALLOWED = {"EIO", "ETIMEDOUT"}
