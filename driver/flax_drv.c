@@ -117,7 +117,7 @@ static int flax_ioctl_info(struct file *file, void __user *argp,
 		.max_workers = FLAX_MAX_WORKERS,
 		.topk_max = FLAX_TOPK_MAX,
 		.name_max = FLAX_NAME_MAX,
-		.features = 0,
+		.features = FLAX_F_ALL,
 	};
 
 	return flax_copy_struct_to_user(argp, usize, &info, sizeof(info));
@@ -269,7 +269,7 @@ static int __init flax_init(void)
 	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
 		     FLAX_WORKER_ATTACH_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct flax_fetch) != FLAX_FETCH_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_fetch) != FLAX_FETCH_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct flax_complete) != FLAX_COMPLETE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_infer) != FLAX_INFER_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_completion) != 16);

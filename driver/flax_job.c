@@ -1589,13 +1589,15 @@ static bool flax_fetch_cond(const struct flax_model *model, u32 want)
 /*
  * Waits up to timeout_ms (0: forever) for a first job, then up to the
  * oldest job's enqueue time + the batching delay for a full batch, and
- * takes what is queued.  The batch size and delay are the model's
- * max_batch and max_queue_delay_us, or the worker's smaller ones.
+ * takes what is queued; with FLAX_FETCH_NOWAIT, it only takes what is
+ * queued now.  The batch size and delay are the model's max_batch and
+ * max_queue_delay_us, or the worker's smaller ones.
  * Returns 0 with req->count 0 when no job came.
  */
 static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 {
 	unsigned long deadline = jiffies + msecs_to_jiffies(req->timeout_ms);
+	bool nowait = req->flags & FLAX_FETCH_NOWAIT;
 	struct flax_model *model = worker->model;
 	const struct flax_cfg *cfg;
 	u32 max_jobs, max_wait_us;
@@ -1610,6 +1612,7 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 		max_jobs = min(req->max_jobs, cfg->max_batch);
 		max_wait_us = min(req->max_wait_us, cfg->max_queue_delay_us);
 		rcu_read_unlock();
+		req->max_batch = max_jobs;
 
 		spin_lock(&model->lock);
 		if (model->dead) {
@@ -1624,7 +1627,7 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 			first = list_first_entry(&model->queue,
 						 struct flax_slot, node);
 			batch_end = ktime_add_us(first->enqueued, max_wait_us);
-			if (nqueued >= max_jobs ||
+			if (nqueued >= max_jobs || nowait ||
 			    ktime_compare(ktime_get(), batch_end) >= 0) {
 				flax_fetch_take(worker, req, max_jobs);
 				spin_unlock(&model->lock);
@@ -1632,6 +1635,8 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 			}
 		}
 		spin_unlock(&model->lock);
+		if (nowait)
+			return 0;
 
 		if (nqueued) {
 			/* Batching: more jobs, or the first one's deadline. */
@@ -1697,14 +1702,16 @@ int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize)
 	if (ret)
 		return ret;
 	nslots = worker->model->layout.nslots;
-	if (req.flags || req.ncomplete > nslots || !req.max_jobs ||
-	    req.max_jobs > nslots || req.max_wait_us > FLAX_MAX_WAIT_US)
+	if ((req.flags & ~FLAX_FETCH_F_ALL) || req.reserved ||
+	    req.ncomplete > nslots || !req.max_jobs || req.max_jobs > nslots ||
+	    req.max_wait_us > FLAX_MAX_WAIT_US)
 		return -EINVAL;
 
 	/* Where the next entry will go; the real value if jobs come. */
 	req.first = READ_ONCE(worker->tail);
 	req.count = 0;
 	req.done = 0;
+	req.max_batch = 0;
 	ret = flax_complete_jobs(worker, u64_to_user_ptr(req.completions),
 				 req.ncomplete, &req.done);
 	if (!ret) {

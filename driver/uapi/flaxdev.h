@@ -127,8 +127,9 @@
  * @max_workers: most workers attached to one model at once.
  * @topk_max: largest k accepted by FLAX_POST_TOPK.
  * @name_max: size of a model name buffer, NUL included.
- * @features: optional features this module supports; none are defined
- *	in ABI version 1, so it is 0.
+ * @features: optional features this module supports, FLAX_F_* bits
+ *	(FLAX_F_ALL for this header's); a caller tests a bit before using
+ *	what it names.
  */
 struct flax_info {
 	__u32 abi_version;
@@ -143,6 +144,10 @@ struct flax_info {
 };
 
 #define FLAX_INFO_SIZE_VER0 40
+
+/* struct flax_info.features. */
+#define FLAX_F_FETCH_NOWAIT _BITULL(0) /* FLAX_FETCH_NOWAIT is accepted */
+#define FLAX_F_ALL (FLAX_F_FETCH_NOWAIT)
 
 /**
  * struct flax_tensor_spec - shape and element type of a tensor.
@@ -448,16 +453,24 @@ struct flax_complete {
  *	succeeds with @count 0.  A signal while waiting gives -EINTR if no
  *	completion was applied, else success with @count 0 (so that a
  *	restarted call never applies completions twice).
- * @flags: must be 0.
+ * @flags: FLAX_FETCH_* flags; other bits must be 0.
  * @first: out: ring position (free-running) of the first new entry.
  * @count: out: number of jobs fetched.
  * @done: out: completions applied.
+ * @max_batch: out: the most jobs this call would take: @max_jobs, or the
+ *	model's max_batch when smaller.  A worker that keeps fetched jobs
+ *	over to run with the next ones bounds the batches it runs by it.
+ * @reserved: must be 0.
  *
  * First applies @ncomplete completions as FLAX_IOC_COMPLETE does.  Then
  * waits up to @timeout_ms for a first job; once one is queued, waits
  * until @max_jobs are queued or the oldest queued job has waited
  * @max_wait_us, then takes up to @max_jobs jobs, oldest first, and
- * appends them to this worker's ring.
+ * appends them to this worker's ring.  With FLAX_FETCH_NOWAIT it never
+ * waits: it takes up to @max_jobs of the jobs queued now (@count 0 if
+ * none), ignoring @timeout_ms and the batching delay -- for a worker that
+ * still holds jobs and wants more to fill a batch, but not at the cost of
+ * the ones it holds.
  */
 struct flax_fetch {
 	__u64 completions;
@@ -469,9 +482,16 @@ struct flax_fetch {
 	__u32 first;
 	__u32 count;
 	__u32 done;
+	__u32 max_batch;
+	__u32 reserved;
 };
 
-#define FLAX_FETCH_SIZE_VER0 40
+#define FLAX_FETCH_SIZE_VER0 40 /* up to @done */
+#define FLAX_FETCH_SIZE_VER1 48 /* @max_batch, @reserved */
+
+/* struct flax_fetch.flags. */
+#define FLAX_FETCH_NOWAIT _BITUL(0) /* take what is queued now, never sleep */
+#define FLAX_FETCH_F_ALL (FLAX_FETCH_NOWAIT)
 
 /**
  * struct flax_infer - run a model on one input, synchronously (FLAX_IOC_INFER).

@@ -465,7 +465,8 @@ static void test_info(void)
 	      info.max_models, info.max_slots, info.max_slot_bytes);
 	CHECK(info.max_workers == FLAX_MAX_WORKERS &&
 	      info.topk_max == FLAX_TOPK_MAX && info.name_max == FLAX_NAME_MAX &&
-	      info.features == 0, "info: constants");
+	      info.features == FLAX_F_ALL, "info: constants");
+	CHECK(info.features & FLAX_F_FETCH_NOWAIT, "info: FETCH_NOWAIT feature");
 
 	/* A newer caller's larger struct: the tail is zeroed. */
 	memset(big, 0xff, sizeof(big));
@@ -1213,8 +1214,10 @@ static void test_errors(void)
 		f.max_wait_us = 10000001;
 		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: max_wait_us > 10 s EINVAL");
 		f.max_wait_us = 0;
-		f.flags = 1;
-		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: flags EINVAL");
+		f.flags = FLAX_FETCH_NOWAIT << 1;
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: unknown flag EINVAL");
+		f.flags = 1u << 31;
+		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: flag bit 31 EINVAL");
 		f.flags = 0;
 		f.ncomplete = 3;
 		CHECK(fetch(w.fd, &f) == -EINVAL, "fetch: ncomplete > nslots EINVAL");
@@ -2144,6 +2147,102 @@ static void test_batching(void)
 	close(fd);
 }
 
+/*
+ * FLAX_FETCH_NOWAIT: what is queued now, never a wait -- neither for a
+ * first job nor for the batching delay.
+ */
+static void test_nowait(void)
+{
+	struct flax_fetch f = { .max_jobs = 2, .max_wait_us = FLAX_MAX_WAIT_US,
+				.timeout_ms = 3000, .flags = FLAX_FETCH_NOWAIT };
+	int fd = dev_open(), afd = dev_open(), id, ret;
+	struct flax_completion c[3];
+	struct flax_complete cc = { .completions = (uintptr_t)c, .count = 3 };
+	struct flax_submit_entry se[3] = { 0 };
+	struct flax_reap_entry re[3] = { 0 };
+	struct flax_ring_entry e[3];
+	float in[4] = { 1, 2, 3, 4 }, out[3][4];
+	struct flax_model_desc d;
+	uint32_t n = 0, got = 0, k;
+	struct worker w;
+	double t0;
+
+	desc_vec(&d, "nowait", 4);
+	d.nslots = 8;
+	d.max_batch = 8;
+	d.max_queue_delay_us = 2000000;
+	id = model_create(fd, &d);
+	CHECK(id > 0 && worker_attach(&w, id) == 0,
+	      "nowait: model (2 s batching delay) and worker");
+
+	t0 = now_s();
+	CHECK(fetch(w.fd, &f) == 0 && f.count == 0 && now_s() - t0 < 1,
+	      "nowait: nothing queued: count 0 at once, not after 3 s (%.3f s)",
+	      now_s() - t0);
+
+	for (int i = 0; i < 3; i++) {
+		se[i].input = (uintptr_t)in;
+		se[i].input_size = sizeof(in);
+		re[i].output = (uintptr_t)out[i];
+		re[i].output_size = sizeof(out[i]);
+	}
+	ret = submit(afd, id, se, 3, &n);
+	t0 = now_s();
+	CHECK(!ret && n == 3 && fetch(w.fd, &f) == 0 && f.count == 2 &&
+	      f.max_batch == 2 && now_s() - t0 < 1,
+	      "nowait: 3 queued: max_jobs 2 taken at once, not after the delay (%u, %.3f s)",
+	      f.count, now_s() - t0);
+	got = ring_read(&w, &f, e);
+	f.max_jobs = 8;
+	CHECK(fetch(w.fd, &f) == 0 && f.count == 1,
+	      "nowait: the third one next (%u)", f.count);
+	got += ring_read(&w, &f, e + got);
+	CHECK(fetch(w.fd, &f) == 0 && f.count == 0, "nowait: then none (%u)",
+	      f.count);
+	CHECK(f.max_batch == 8, "nowait: max_batch out: max_jobs 8 (%u)",
+	      f.max_batch);
+	sysfs_write("nowait", "max_batch", "4");
+	CHECK(fetch(w.fd, &f) == 0 && f.max_batch == 4,
+	      "nowait: max_batch out: the model's 4 when smaller (%u)",
+	      f.max_batch);
+	f.reserved = 1;
+	CHECK(fetch(w.fd, &f) == -EINVAL, "nowait: reserved EINVAL");
+	f.reserved = 0;
+	{
+		/* A caller built before @max_batch: 40 bytes, nothing past them. */
+		unsigned int cmd = _IOC(_IOC_READ | _IOC_WRITE, FLAX_IOC_MAGIC,
+					_IOC_NR(FLAX_IOC_FETCH),
+					FLAX_FETCH_SIZE_VER0);
+		struct flax_fetch old = f;
+
+		old.max_batch = 0xdeadbeef;
+		old.reserved = 0xdeadbeef;
+		CHECK(!ioctl(w.fd, cmd, &old) && old.count == 0 &&
+		      old.max_batch == 0xdeadbeef && old.reserved == 0xdeadbeef,
+		      "nowait: the version-0 struct works, its tail untouched");
+	}
+	w.mode = W_ECHO;
+	for (uint32_t i = 0; i < got && i < 3; i++) {
+		work_one(&w, e[i].slot);
+		c[i] = (struct flax_completion){ e[i].slot, e[i].tag, 0, 0 };
+	}
+	cc.count = got;
+	CHECK(got == 3 && !ioctl(w.fd, FLAX_IOC_COMPLETE, &cc) && cc.done == 3,
+	      "nowait: three completed");
+	for (n = 0; n < 3; n += k) {
+		if (reap(afd, re + n, 3 - n, 5000, &k, NULL) || !k)
+			break;
+	}
+	CHECK(n == 3 && !re[0].status && !re[1].status && !re[2].status &&
+	      out[0][0] == 3.0f && out[2][3] == 9.0f,
+	      "nowait: three results (%u)", n);
+
+	worker_detach(&w);
+	model_destroy(fd, id);
+	close(afd);
+	close(fd);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -2156,6 +2255,7 @@ static const struct {
 	{ "async", test_async },
 	{ "drain", test_drain },
 	{ "batching", test_batching },
+	{ "nowait", test_nowait },
 	{ "concurrent", test_concurrent },
 	{ "errors", test_errors },
 	{ "kill", test_kill },
