@@ -32,7 +32,7 @@ module:
 
 python: $(VENV)/.flaxdev-built
 
-$(VENV)/.flaxdev-built: driver/uapi/flaxdev.h bindings/uapi_build.py setup.py
+$(VENV)/.flaxdev-built: driver/uapi/flaxdev.h bindings/uapi_build.py bindings/flax_wloop.c bindings/flax_wloop.h setup.py
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation -e .
 	@touch $@
 

@@ -14,9 +14,11 @@ is copied by hand.  The transformation is mechanical:
 
 In API (out-of-line) mode cffi checks every declared field offset and size
 against the C compiler's at build time, so the Python side cannot drift from
-the header.  Besides the header, the module exports one helper,
-``flax_ioctl()``, which calls ``ioctl(2)`` with the GIL released and returns
-``-errno`` on failure (so ``errno`` cannot be clobbered before Python reads it).
+the header.  Besides the header, the module exports ``flax_ioctl()``, which
+calls ``ioctl(2)`` with the GIL released and returns ``-errno`` on failure (so
+``errno`` cannot be clobbered before Python reads it), and the worker loop's
+hot path, ``bindings/flax_wloop.c``, whose header is its cdef as it stands
+(declarations only; comments and preprocessor lines dropped).
 
 Used by ``setup.py`` (``cffi_modules=["bindings/uapi_build.py:ffibuilder"]``);
 ``python bindings/uapi_build.py`` builds the module in place for development.
@@ -32,6 +34,8 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 UAPI_DIR = HERE.parent / "driver" / "uapi"
 HEADER = UAPI_DIR / "flaxdev.h"
+WLOOP = HERE / "flax_wloop.c"
+WLOOP_HEADER = HERE / "flax_wloop.h"
 
 KERNEL_TYPEDEFS = """\
 typedef uint8_t __u8;
@@ -93,14 +97,23 @@ def header_to_cdef(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def declarations(text: str) -> str:
+    """A C header's text without comments and preprocessor lines (a cdef as it stands)."""
+    text = _COMMENT.sub(" ", text)
+    lines = (line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return "\n".join(line for line in lines if line.strip()) + "\n"
+
+
 def make_ffibuilder(header: Path = HEADER) -> FFI:
     """Return an FFI ready to compile ``pyflaxdev._uapi`` from ``header``."""
     builder = FFI()
     builder.cdef(header_to_cdef(header.read_text(encoding="utf-8")))
+    builder.cdef(declarations(WLOOP_HEADER.read_text(encoding="utf-8")))
     builder.set_source(
         "pyflaxdev._uapi",
-        f'#include "{header.name}"\n{HELPERS_SOURCE}',
-        include_dirs=[str(header.parent)],
+        f'#include "{header.name}"\n#include "{WLOOP_HEADER.name}"\n{HELPERS_SOURCE}',
+        sources=[str(WLOOP)],
+        include_dirs=[str(header.parent), str(HERE)],
         extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter"],
     )
     return builder

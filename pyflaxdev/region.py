@@ -133,6 +133,13 @@ class Region:
         self._mask = layout.ring_entries - 1
 
     @property
+    def buffer(self) -> mmap.mmap:
+        """The mapping itself (for C code that works on the region in place)."""
+        if self._mm is None:
+            raise FlaxError("the region is unmapped")
+        return self._mm
+
+    @property
     def tail(self) -> int:
         """The ring's tail as last published by the kernel."""
         return int(self.ring_header["tail"][0])
