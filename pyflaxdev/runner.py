@@ -24,7 +24,7 @@ from pyflaxdev.buckets import Buckets
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.spec import TensorSpec
 
-__all__ = ["ApplyFn", "BatchRunner", "CopyRunner", "Runner", "plan_batches"]
+__all__ = ["ApplyFn", "BatchRunner", "CopyRunner", "Runner", "choose_batch", "plan_batches"]
 
 log = logging.getLogger("pyflaxdev.worker")
 
@@ -77,9 +77,31 @@ class Runner(Protocol):
         """``[len(rows), output_size]`` float32 for ``inputs[rows]``."""
         ...
 
+    def split(self, n: int) -> int:
+        """How many of ``n`` waiting jobs to run now (the rest join the next batch)."""
+        ...
+
     def apply(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """``[b, output_size]`` float32 for a whole batch of a size in :attr:`sizes`."""
         ...
+
+
+def choose_batch(sizes: Sequence[int], seconds: dict[int, float], n: int) -> int:
+    """How many of ``n`` waiting jobs to run now, given each size's time per call.
+
+    Either all of them, padded to the smallest size that holds them, or the
+    largest size below ``n``, the rest waiting for the next batch --
+    whichever serves more jobs per second.  (34 jobs padded to 64 cost
+    nearly twice 32; 3 padded to 4 cost less than 2 now and 1 later.)
+    Without timings, all.
+    """
+    n = min(n, sizes[-1])
+    padded = _size_for(tuple(sizes), n)
+    below = [b for b in sizes if b < n]
+    if padded == n or not below or padded not in seconds or below[-1] not in seconds:
+        return n
+    b = below[-1]
+    return b if b / seconds[b] > n / seconds[padded] else n
 
 
 def _size_for(sizes: tuple[int, ...], n: int) -> int:
@@ -130,6 +152,8 @@ class BatchRunner:
         self._buffers = {
             b: np.zeros((b, *input_spec.shape), dtype=input_spec.dtype) for b in self.sizes
         }
+        #: Median seconds per call at each batch size, measured by :meth:`warmup`.
+        self.seconds: dict[int, float] = {}
 
     @property
     def lengths(self) -> tuple[int | None, ...]:
@@ -140,8 +164,17 @@ class BatchRunner:
         """The smallest compiled batch size that holds ``n`` rows."""
         return _size_for(self.sizes, n)
 
-    def warmup(self, progress: Callable[[int, int | None, float], None] | None = None) -> None:
-        """Compile every (batch size, bucket); ``progress(size, length, seconds)`` after each."""
+    def warmup(
+        self,
+        progress: Callable[[int, int | None, float], None] | None = None,
+        *,
+        timing_calls: int = 3,
+    ) -> None:
+        """Compile every (batch size, bucket); ``progress(size, length, seconds)`` after each.
+
+        Then time ``timing_calls`` calls of each size (at the shortest
+        bucket) for :meth:`split`.
+        """
         for b in self.sizes:
             for k in self.lengths:
                 t0 = time.perf_counter()
@@ -151,6 +184,22 @@ class BatchRunner:
                 log.info("compiled batch size %d%s in %.2f s", b, at, seconds)
                 if progress is not None:
                     progress(b, k, seconds)
+        for b in self.sizes if timing_calls > 0 else ():
+            times = []
+            for _ in range(timing_calls):
+                t0 = time.perf_counter()
+                self._run(self._buffers[b], self.lengths[0])
+                times.append(time.perf_counter() - t0)
+            self.seconds[b] = float(np.median(times))
+        if self.seconds:
+            log.info(
+                "time per call: %s",
+                ", ".join(f"{b}: {s * 1e3:.2f} ms" for b, s in self.seconds.items()),
+            )
+
+    def split(self, n: int) -> int:
+        """How many of ``n`` waiting jobs to run now (see :func:`choose_batch`)."""
+        return choose_batch(self.sizes, self.seconds, n)
 
     def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
         """Apply the model to ``inputs[rows]``; return ``[len(rows), output_size]`` float32."""
@@ -226,6 +275,10 @@ class CopyRunner:
         if progress is not None:
             for b in self.sizes:
                 progress(b, None, 0.0)
+
+    def split(self, n: int) -> int:
+        """All ``n`` jobs now: a copy has no padding to avoid."""
+        return min(n, self.sizes[-1])
 
     def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
         """``inputs[rows]`` (copied) as ``[len(rows), output_size]`` float32."""

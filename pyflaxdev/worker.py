@@ -9,6 +9,11 @@ misbehave on purpose.  :func:`serve` is the loop built on it::
       -> inputs[slots], padded, jit(apply)       one call per batch
       -> outputs[slots] = y; status 0            (-EIO for the batch if apply raised)
 
+The loop's bookkeeping (the FETCH call, reading and checking the ring,
+completion records) is done in C by :class:`~pyflaxdev.wloop.FastLoop`, one
+call each side of the model: per-batch Python work is most of a small
+batch's round trip.
+
 :func:`serving` runs :func:`serve` in a background thread for the length of a
 ``with`` block.
 
@@ -54,7 +59,8 @@ from pyflaxdev.runner import (
     plan_batches,
 )
 from pyflaxdev.spec import MAX_WAIT_US, ModelInfo
-from pyflaxdev.uapi import ffi, numpy_dtype
+from pyflaxdev.uapi import ffi, lib, numpy_dtype
+from pyflaxdev.wloop import FastLoop
 
 __all__ = [
     "Batch",
@@ -129,6 +135,8 @@ class Batch:
     tags: npt.NDArray[np.uint32]
     done: int
     interrupted: bool = False
+    #: The most jobs the FETCH would have taken (``struct flax_fetch.max_batch``).
+    max_batch: int = 0
 
 
 @dataclass
@@ -202,6 +210,12 @@ class Worker:
         self.region = Region(self.device.fileno(), self.layout, self.index, self.info)
         return self.region
 
+    def fast_loop(self) -> FastLoop:
+        """The C serving loop over this attached fd (what :func:`serve` runs on)."""
+        if self.region is None:
+            raise InvalidArgument("fast_loop() before attach()")
+        return FastLoop(self.device.fileno(), self.region, self._ctx())
+
     def fetch(
         self,
         completions: Completions | Sequence[tuple[int, int, int]] | None = None,
@@ -209,6 +223,7 @@ class Worker:
         max_jobs: int | None = None,
         max_wait_us: int | None = None,
         timeout_ms: int = DEFAULT_FETCH_TIMEOUT_MS,
+        nowait: bool = False,
     ) -> Batch:
         """``FLAX_IOC_FETCH``: apply ``completions``, then take up to ``max_jobs`` jobs.
 
@@ -219,6 +234,8 @@ class Worker:
         model's ``max_batch`` and ``max_queue_delay_us`` apply when smaller, so
         by default the model's settings govern.  Returns an empty batch on
         timeout, and an empty batch with ``interrupted=True`` on ``EINTR``.
+        ``nowait`` (``FLAX_FETCH_NOWAIT``) takes only what is queued now, with
+        no wait of any kind.
         """
         if self.region is None:
             raise InvalidArgument("fetch() before attach()")
@@ -233,13 +250,16 @@ class Worker:
         req.max_jobs = self.info.nslots if max_jobs is None else max_jobs
         req.max_wait_us = MAX_WAIT_US if max_wait_us is None else max_wait_us
         req.timeout_ms = timeout_ms
+        req.flags = lib.FLAX_FETCH_NOWAIT if nowait else 0
         result = uapi.ioctl(self.device.fileno(), ioctls.FETCH, req)
         if result == -errno.EINTR:
             empty = np.empty(0, dtype=np.intp)
             return Batch(0, 0, empty, empty.astype(np.uint32), int(req.done), interrupted=True)
         check(result, "FETCH", self._ctx())
         slots, tags = self.region.read(int(req.first), int(req.count))
-        return Batch(int(req.first), int(req.count), slots, tags, int(req.done))
+        return Batch(
+            int(req.first), int(req.count), slots, tags, int(req.done), max_batch=int(req.max_batch)
+        )
 
     def complete(self, completions: Completions | Sequence[tuple[int, int, int]]) -> int:
         """``FLAX_IOC_COMPLETE``: apply completions without fetching; returns ``done``."""
@@ -327,44 +347,54 @@ def _loop(
     stop: threading.Event | None,
     stats: WorkerStats,
 ) -> None:
-    pending = Completions(worker.info.nslots)
+    loop = worker.fast_loop()
+    wait_us = MAX_WAIT_US if max_wait_us is None else max_wait_us
+    slots_all = loop.slots_all
+    inputs, outputs = region.inputs, region.outputs
+    copy = isinstance(runner, CopyRunner)
+    clock = time.perf_counter
+    held = 0
     try:
-        while stop is None or not stop.is_set():
-            sent = pending.count
-            batch = worker.fetch(
-                pending, max_jobs=max_jobs, max_wait_us=max_wait_us, timeout_ms=fetch_timeout_ms
-            )
+        # Jobs kept over from a batch run before anything else, stop or not.
+        while held or stop is None or not stop.is_set():
+            room = max_jobs - held
+            # Holding jobs: take what is queued now, never wait for more.
+            got = loop.fetch(room, wait_us, fetch_timeout_ms, nowait=held > 0) if room else 0
             stats.fetches += 1
-            pending.consume(batch.done)
-            if pending.count and not batch.interrupted:
-                log.warning(
-                    "FETCH applied %d of %d completions; dropping the rest", batch.done, sent
-                )
-                pending.consume(pending.count)
-            if batch.count == 0:
+            if got < 0 or got + held == 0:  # a signal (completions resent), or no job
                 continue
+            kept, held = held, held + got
+            most = min(held, loop.limit)
+            # Nothing new came to join the kept jobs: run them all, padded.
+            n = most if kept and not got else runner.split(most)
             status = 0
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
-                region.outputs[batch.slots] = runner.run(region.inputs, batch.slots)
+                if copy:
+                    loop.copy_inputs_to_outputs(n)
+                else:
+                    slots = slots_all[:n]
+                    outputs[slots] = runner.run(inputs, slots)
             except Exception:
-                log.exception("apply failed on a batch of %d; failing it with EIO", batch.count)
+                log.exception("apply failed on a batch of %d; failing it with EIO", n)
                 status = -errno.EIO
-                stats.failed_jobs += batch.count
-            stats.compute_seconds += time.perf_counter() - t0
-            pending.add(batch.slots, batch.tags, status)
+                stats.failed_jobs += n
+            stats.compute_seconds += clock() - t0
+            loop.complete(status, n)
+            held -= n
             stats.batches += 1
-            stats.jobs += batch.count
-            stats.batch_sizes[batch.count] += 1
+            stats.jobs += n
+            stats.batch_sizes[n] += 1
     except (ModelGone, ModelNotFound) as exc:
         log.info("model %r is gone (%s); worker stops", worker.info.name, exc)
-        pending.consume(pending.count)  # the module failed every job of the model
     finally:
-        if pending.count:
-            try:
-                worker.complete(pending)
-            except FlaxError as exc:
-                log.warning("final COMPLETE failed: %s", exc)
+        try:
+            if loop.pending:
+                loop.flush()
+        except FlaxError as exc:
+            log.warning("final COMPLETE failed: %s", exc)
+        finally:
+            loop.close()
 
 
 _SYNC_SIGNALS = {

@@ -26,7 +26,7 @@ from pyflaxdev.labels import check_labels
 from pyflaxdev.models import null
 from pyflaxdev.runner import CopyRunner
 from pyflaxdev.spec import ModelDesc, ModelInfo, TensorSpec
-from pyflaxdev.worker import Batch, Completions
+from pyflaxdev.worker import COMPLETION_DTYPE
 
 ROOT = Path(__file__).resolve().parents[2]
 F32 = np.dtype(np.float32)
@@ -194,15 +194,50 @@ class FakeWorker:
     def attach(self):
         return self.region
 
-    def fetch(self, completions=None, **kwargs):
-        if self.completed is None and not (completions and completions.count):
-            tags = np.arange(len(self.slots), dtype=np.uint32) + 100
-            return Batch(0, len(self.slots), self.slots, tags, 0)
-        self.completed = completions.array[: completions.count].copy()
+    def fast_loop(self):
+        return FakeLoop(self)
+
+
+class FakeLoop:
+    """The C loop's interface: one FETCH hands out the batch, the next finds the model gone."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.slots_all = np.zeros(worker.info.nslots, dtype=np.intp)
+        self.pending = 0
+        self.held = 0
+        self.limit = worker.info.nslots
+        self._tags = np.arange(len(worker.slots), dtype=np.uint32) + 100
+        self._sent = None
+
+    def fetch(self, max_jobs, max_wait_us, timeout_ms, *, nowait):
+        w = self.worker
+        if self._sent is None:
+            n = len(w.slots)
+            assert n <= max_jobs and not nowait
+            self.slots_all[:n] = w.slots
+            self._sent = self.held = n
+            return n
+        w.completed = self._completed
+        self.pending = 0
         raise ModelGone("model destroyed (ENODEV)", errno.ENODEV)
 
-    def complete(self, completions: Completions):
+    def complete(self, status, n):
+        assert n == self.held == self._sent
+        rows = np.zeros(n, dtype=COMPLETION_DTYPE)
+        rows["slot"], rows["tag"], rows["status"] = self.slots_all[:n], self._tags, status
+        self._completed = rows
+        self.pending, self.held = n, 0
+
+    def copy_inputs_to_outputs(self, n):
+        region, slots = self.worker.region, self.slots_all[:n]
+        region.outputs[slots] = region.inputs[slots].reshape(len(slots), -1).view(np.float32)
+
+    def flush(self):
         raise AssertionError("not reached: the model is gone")
+
+    def close(self):
+        pass
 
 
 @pytest.fixture
