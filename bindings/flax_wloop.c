@@ -88,17 +88,6 @@ uint32_t flax_wloop_pending(const struct flax_wloop *w)
 	return w->npending;
 }
 
-/* Drop the first @n pending completions (the kernel applied them). */
-static void flax_wloop_consume(struct flax_wloop *w, uint32_t n)
-{
-	if (n >= w->npending) {
-		w->npending = 0;
-		return;
-	}
-	memmove(w->comp, w->comp + n, (w->npending - n) * sizeof(*w->comp));
-	w->npending -= n;
-}
-
 int flax_wloop_fetch(struct flax_wloop *w, uint32_t max_jobs,
 		     uint32_t max_wait_us, uint32_t timeout_ms, uint32_t flags,
 		     uint32_t *done)
@@ -130,7 +119,7 @@ int flax_wloop_fetch(struct flax_wloop *w, uint32_t max_jobs,
 	 * Applied ones are gone; the rest failed (a bad completion, or the
 	 * model is gone): sending them again would fail the same way.
 	 */
-	flax_wloop_consume(w, w->npending);
+	w->npending = 0;
 	if (ret < 0)
 		return ret;
 	if (req.count > max_jobs)
@@ -185,7 +174,7 @@ int flax_wloop_flush(struct flax_wloop *w)
 	if (!w->npending)
 		return 0;
 	ret = ioctl(w->fd, FLAX_IOC_COMPLETE, &req);
-	flax_wloop_consume(w, w->npending);
+	w->npending = 0;	/* applied, or failed for good */
 	return ret < 0 ? -errno : (int)req.done;
 }
 

@@ -353,18 +353,17 @@ def _loop(
     inputs, outputs = region.inputs, region.outputs
     copy = isinstance(runner, CopyRunner)
     clock = time.perf_counter
-    held = 0
     try:
         # Jobs kept over from a batch run before anything else, stop or not.
-        while held or stop is None or not stop.is_set():
-            room = max_jobs - held
+        while loop.held or stop is None or not stop.is_set():
+            kept = loop.held
+            room = max_jobs - kept
             # Holding jobs: take what is queued now, never wait for more.
-            got = loop.fetch(room, wait_us, fetch_timeout_ms, nowait=held > 0) if room else 0
+            got = loop.fetch(room, wait_us, fetch_timeout_ms, nowait=kept > 0) if room else 0
             stats.fetches += 1
-            if got < 0 or got + held == 0:  # a signal (completions resent), or no job
+            if got < 0 or got + kept == 0:  # a signal (completions resent), or no job
                 continue
-            kept, held = held, held + got
-            most = min(held, loop.limit)
+            most = min(loop.held, loop.limit)
             # Nothing new came to join the kept jobs: run them all, padded.
             n = most if kept and not got else runner.split(most)
             status = 0
@@ -381,7 +380,6 @@ def _loop(
                 stats.failed_jobs += n
             stats.compute_seconds += clock() - t0
             loop.complete(status, n)
-            held -= n
             stats.batches += 1
             stats.jobs += n
             stats.batch_sizes[n] += 1
