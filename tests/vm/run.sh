@@ -13,13 +13,16 @@ echo "=== C selftests ($selftest all)"
 "$selftest" all || status=1
 
 ignore=(--ignore=tests/vm/lifecycle)
+# The long tests exercise models and load more than the kernel: MiniLM, the
+# stress run and the bench sweep.
 if [ "${FLAX_VM_LONG:-1}" != 1 ]; then
-	echo "=== NOT RUN here: tests/vm/test_minilm.py tests/vm/test_stress.py (FLAX_VM_LONG=0; make test runs them on its first kernel series)"
-	ignore+=(--ignore=tests/vm/test_minilm.py --ignore=tests/vm/test_stress.py)
+	echo "=== NOT RUN here: tests/vm/test_minilm.py tests/vm/test_stress.py test_bench.py::test_bench_sweep_over_three_transports (FLAX_VM_LONG=0; make test runs them on its first kernel series)"
+	ignore+=(--ignore=tests/vm/test_minilm.py --ignore=tests/vm/test_stress.py
+		--deselect=tests/vm/test_bench.py::test_bench_sweep_over_three_transports)
 fi
 
 echo "=== pytest tests/vm"
-python -m pytest -p no:cacheprovider -v -rA tests/vm "${ignore[@]}" \
+python -m pytest -p no:cacheprovider -v -rA --durations=30 tests/vm "${ignore[@]}" \
 	--junitxml="$FLAX_OUT/junit-vm.xml" || status=1
 
 
