@@ -15,6 +15,7 @@ process, with every server stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 import tempfile
@@ -73,6 +74,10 @@ class SuiteConfig:
     pipeline: bool = False
     timeout_ms: int = 0
     verbose: bool = False
+    #: A text model at another sequence length, and its length buckets
+    #: (None: the shipped ones), for the worker and the baseline alike.
+    max_len: int | None = None
+    buckets: tuple[int, ...] | None = None
 
     def check(self) -> None:
         """Raise InvalidArgument on a setting that cannot work, saying which."""
@@ -92,6 +97,40 @@ class SuiteConfig:
             raise InvalidArgument(
                 "serving a worker or a socket server needs a shipped model (--spec NAME)"
             )
+        if self.max_len is not None or self.buckets is not None:
+            if not self.serve or set(self.transports) != {"device"}:
+                raise InvalidArgument(
+                    "--max-len and --buckets need --serve and --transports device"
+                    " (the socket servers run the shipped model as it is)"
+                )
+            if self.buckets is not None and min(self.buckets, default=0) < 1:
+                raise InvalidArgument(f"bucket lengths must be positive, got {list(self.buckets)}")
+
+    def model_spec(self) -> ModelSpec | None:
+        """The shipped model the run uses, at :attr:`max_len` with :attr:`buckets`."""
+        from pyflaxdev import models
+
+        if self.spec_name is None:
+            return None
+        spec = models.get(self.spec_name)
+        if self.max_len is None and self.buckets is None:
+            return spec
+        if not spec.tokenize or spec.with_length is None:
+            raise InvalidArgument(f"{spec.name!r} is not a text model: it has no --max-len")
+        if self.max_len is not None and self.max_len != spec.input.shape[-1]:
+            spec = spec.with_length(self.max_len)
+        if self.buckets is not None:
+            spec = dataclasses.replace(spec, buckets=self.buckets)
+        return spec
+
+    def worker_args(self) -> tuple[str, ...]:
+        """``flaxdev serve`` arguments: :attr:`serve_args`, then length and buckets."""
+        args = list(self.serve_args)
+        if self.max_len is not None:
+            args += ["--max-len", str(self.max_len)]
+        if self.buckets is not None:
+            args += ["--buckets", ",".join(str(k) for k in self.buckets)]
+        return tuple(args)
 
 
 @dataclass
@@ -254,9 +293,7 @@ def _restore_batching(model: str) -> Iterator[None]:
 def run_suite(config: SuiteConfig, say: Say) -> SuiteResult:
     """Run every point of ``config``; ``say`` gets progress lines."""
     config.check()
-    from pyflaxdev import models
-
-    spec = models.get(config.spec_name) if config.spec_name else None
+    spec = config.model_spec()
     inputs = _inputs(config, spec)
     text = bool(spec is not None and spec.tokenize)
     runner = _Runner(config, inputs, text)
@@ -358,7 +395,7 @@ def _run_device(
                 config.model,
                 device=config.device,
                 batch_sizes=sizes,
-                extra=config.serve_args,
+                extra=config.worker_args(),
             )
             stack.enter_context(_started(cmd, "device worker", config, out, say))
         with _restore_batching(config.model):

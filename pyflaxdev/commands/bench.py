@@ -23,6 +23,8 @@ run; ``--json`` prints all of it as JSON, ``--plot FILE.png`` draws
 throughput vs clients and p99 vs throughput.  ``--serve`` starts the
 device worker (``flaxdev serve MODEL --create``) for the run; otherwise one
 must be serving MODEL.  Socket servers are always started by the bench.
+A text model can be run at another length (``--max-len``) and length buckets
+(``--buckets``), by the worker and the baseline alike.
 """
 
 from __future__ import annotations
@@ -101,6 +103,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--serve", action="store_true", help="start the device worker for the run")
     p.add_argument("--serve-args", default="", metavar="ARGS", help="more worker arguments")
     p.add_argument(
+        "--max-len",
+        type=int,
+        default=None,
+        metavar="L",
+        help="text model at L tokens (worker and baseline; with --serve, device only)",
+    )
+    p.add_argument(
+        "--buckets",
+        type=int_list,
+        default=None,
+        metavar="K,...",
+        help="text model's length buckets (default: the shipped model's)",
+    )
+    p.add_argument(
         "--batch-sizes",
         type=int_list,
         default=None,
@@ -141,6 +157,8 @@ def config_from(args: argparse.Namespace) -> SuiteConfig:
         pipeline=args.pipeline,
         timeout_ms=args.timeout_ms,
         verbose=args.verbose,
+        max_len=args.max_len,
+        buckets=tuple(args.buckets) if args.buckets is not None else None,
     )
 
 

@@ -13,6 +13,7 @@ from pyflaxdev.bench import Point, SuiteConfig, SuiteResult, latency_stats
 from pyflaxdev.bench.inprocess import inprocess
 from pyflaxdev.bench.report import format_report, ratios, warnings
 from pyflaxdev.bench.result import SAMPLE_DTYPE, summarise
+from pyflaxdev.errors import InvalidArgument
 
 
 def test_latency_stats_against_numpy() -> None:
@@ -133,3 +134,48 @@ def test_plot_draws_closed_and_open_points(tmp_path) -> None:  # type: ignore[no
     out = tmp_path / "plot.png"
     plot(res, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10000
+
+
+def test_text_model_length_and_buckets_reach_worker_and_baseline() -> None:
+    config = SuiteConfig(
+        model="m",
+        spec_name="minilm",
+        transports=("device",),
+        serve=True,
+        serve_args=("--max-wait-us", "100"),
+        max_len=32,
+        buckets=(8, 16),
+    )
+    config.check()
+    spec = config.model_spec()
+    assert spec is not None
+    assert spec.input.shape == (2, 32) and spec.output.shape == (32, 384)
+    assert tuple(spec.buckets or ()) == (8, 16)
+    assert config.worker_args() == ("--max-wait-us", "100", "--max-len", "32", "--buckets", "8,16")
+    # Unchanged without them.
+    plain = SuiteConfig(model="m", spec_name="minilm")
+    assert plain.worker_args() == () and plain.model_spec().input.shape == (2, 256)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"transports": ("device", "socket")}, "--transports device"),
+        ({"serve": False}, "need --serve"),
+        ({"buckets": (0, 8)}, "must be positive"),
+    ],
+)
+def test_text_model_length_refused_where_it_cannot_apply(changes, message) -> None:  # type: ignore[no-untyped-def]
+    base = {"model": "m", "spec_name": "minilm", "transports": ("device",), "serve": True}
+    config = SuiteConfig(**{**base, "max_len": 32, "buckets": (8,), **changes})
+    with pytest.raises(InvalidArgument, match=message):
+        config.check()
+
+
+def test_max_len_of_a_tensor_model_is_refused() -> None:
+    config = SuiteConfig(
+        model="m", spec_name="digits", transports=("device",), serve=True, max_len=32
+    )
+    config.check()
+    with pytest.raises(InvalidArgument, match="not a text model"):
+        config.model_spec()
