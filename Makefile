@@ -3,6 +3,7 @@
 #   make demo       set up, build, boot the VM, serve digits, run the clients and a benchmark
 #   make test       set up, build, run the host tests and the VM suite (one boot)
 #   make bench      the standard benchmark suite in one VM boot, results in bench/
+#   make profile    py-spy on the digits worker at 64 clients, summary in bench/
 #   make check      static checks: W=1 and sparse builds for 6.1 and 6.12, checkpatch
 #                   --strict, kernel-doc, clang-format, ruff, mypy --strict
 #   make install    dkms-install (flaxdev.ko for every installed kernel) + udev-install
@@ -18,7 +19,7 @@ TOP := $(CURDIR)
 # Resolved when a recipe runs, after setup has installed the kernel.
 kver = $(shell kbuild/kver.sh $(or $(KVER),$(KSERIES)))
 
-.PHONY: all setup module python ctools test test-host fuzz test-exhaustive test-vm test-debug demo bench check \
+.PHONY: all setup module python ctools test test-host fuzz test-exhaustive test-vm test-debug demo bench profile check \
 	check-setup check-style check-build check-python check-packaging \
 	install dkms-install dkms-uninstall udev-install clean
 
@@ -103,6 +104,14 @@ bench: setup
 	cp out/vm-bench/*.txt out/vm-bench/*.png bench/
 	$(VENV)/bin/python -c 'import json, sys; json.dump({n: json.load(open(f"out/vm-bench/{n}.json")) for n in sys.argv[1:]}, open("bench/results.json", "w"), indent=1)' \
 		$$(cd out/vm-bench && ls *.json | sed 's/\.json$$//')
+
+# Where the digits worker spends its time at 64 clients (bench/profile.sh:
+# py-spy on the worker, wall clock); the summary lands in bench/.
+profile: setup
+	$(MAKE) all
+	rm -rf out/vm-profile
+	kbuild/vm-run --kver $(kver) --out out/vm-profile -- bash bench/profile.sh
+	cp out/vm-profile/profile-summary.txt bench/
 
 # The static gates.  Each runs even if another failed (-k); all must pass.
 # Both kernel series are checked whatever KSERIES says.
