@@ -121,6 +121,23 @@ def test_inprocess_picks_the_cheapest_batch() -> None:
     assert r.best_throughput_rps == pytest.approx(1e6 / r.us_per_sample[4])
 
 
+def test_inprocess_cycles_through_samples_of_different_cost() -> None:
+    import time
+
+    seen: list[float] = []
+
+    def fn(x: list[float]) -> list[float]:
+        seen.extend(x)
+        time.sleep(sum(x))  # a sample's own cost, as a text's length
+        return x
+
+    costs = [0.001, 0.009]
+    r = inprocess(fn, costs, batch_sizes=(1,), max_calls=10, budget_s=5.0)
+    # Both samples in turn: the mean cost, not the first sample's.
+    assert set(seen) == set(costs) and seen.count(0.009) >= 5
+    assert r.us_per_sample[1] == pytest.approx(5000.0, rel=0.3)
+
+
 def test_plot_draws_closed_and_open_points(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pyflaxdev.bench.plot import plot
 
