@@ -66,9 +66,9 @@ fuzz:
 test-exhaustive:
 	FLAX_EXHAUSTIVE=1 $(PY) -m pytest -q tests/host/test_ops.py -k exhaustive
 
-# FLAX_VM_LONG=0 leaves out the long tests: MiniLM end to end (about 8 minutes
-# of a transformer under TCG) and the stress run (about 10): make test runs
-# them on the first series only.
+# FLAX_VM_LONG=0 leaves out the long tests: MiniLM end to end (about 4 minutes
+# of a transformer under TCG), the stress run (about 5) and the bench sweep
+# (about 2): make test runs them on the first series only.
 FLAX_VM_LONG ?= 1
 # The MiniLM test's reference vectors are computed natively first (seconds
 # here, minutes under TCG); the test computes them itself without the file.
