@@ -101,7 +101,7 @@ class SuiteConfig:
             if not self.serve or set(self.transports) != {"device"}:
                 raise InvalidArgument(
                     "--max-len and --buckets need --serve and --transports device"
-                    " (the socket servers run the shipped model as it is)"
+                    " (the bench starts its socket servers at the shipped length)"
                 )
             if self.buckets is not None and min(self.buckets, default=0) < 1:
                 raise InvalidArgument(f"bucket lengths must be positive, got {list(self.buckets)}")
@@ -115,10 +115,9 @@ class SuiteConfig:
         spec = models.get(self.spec_name)
         if self.max_len is None and self.buckets is None:
             return spec
-        if not spec.tokenize or spec.with_length is None:
+        if not spec.tokenize:
             raise InvalidArgument(f"{spec.name!r} is not a text model: it has no --max-len")
-        if self.max_len is not None and self.max_len != spec.input.shape[-1]:
-            spec = spec.with_length(self.max_len)
+        spec = spec.at_length(self.max_len)
         if self.buckets is not None:
             spec = dataclasses.replace(spec, buckets=self.buckets)
         return spec

@@ -153,15 +153,6 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return decode_labels(data.rstrip(b"\n") + b"\n" if data.strip() else b"")
 
 
-def for_length(spec: ModelSpec, length: int | None) -> ModelSpec:
-    """``spec`` at sequence length ``length`` (a text model), or ``spec`` itself."""
-    if length is None or not spec.tokenize or spec.input.shape[-1] == length:
-        return spec
-    if spec.with_length is None:
-        raise InvalidArgument(f"shipped model {spec.name!r} has no other lengths")
-    return spec.with_length(length)
-
-
 def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -> ModelInfo:
     """Find (or with ``--create`` create) the device model; upload ``--labels``."""
     labels = read_labels(args.labels) if args.labels is not None else None
@@ -203,14 +194,14 @@ def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -
 
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal or the model's destruction."""
-    spec = for_length(zoo_spec(args.model), args.max_len)
+    spec = zoo_spec(args.model).at_length(args.max_len)
     name = args.name or spec.name
     sizes = batch_sizes(args.batch_sizes or spec.batch_sizes or DEFAULT_BATCH_SIZES, args.max_batch)
     buckets = None if args.no_buckets else (args.buckets or spec.buckets)
     with Device(args.device) as dev:
         info = prepare(dev, args, spec, name)
         if spec.tokenize and info.pre_op == "tokenize":
-            spec = for_length(spec, info.input.shape[-1])
+            spec = spec.at_length(info.input.shape[-1])
         if info.input != spec.input or info.output != spec.output:
             raise InvalidArgument(
                 f"device model {name!r} is {info.input} -> {info.output}, but shipped"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 
 from pyflaxdev.commands._common import doc, int_list, progress, run_until_signal, zoo_spec
-from pyflaxdev.commands.serve import READY_MARK, batch_sizes, for_length
+from pyflaxdev.commands.serve import READY_MARK, batch_sizes
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.pipeline import Pipeline
 from pyflaxdev.runner import DEFAULT_BATCH_SIZES, plan_batches
@@ -80,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
-    spec = for_length(zoo_spec(args.model), args.max_len)
+    spec = zoo_spec(args.model).at_length(args.max_len)
     if args.delay_us < 0:
         raise InvalidArgument(f"--delay-us must be 0 or more, got {args.delay_us}")
     server: SocketServer

@@ -112,6 +112,14 @@ class ModelSpec:
         fn: Callable[[Any, Any], Any] = jax.jit(self.module.apply)
         return fn
 
+    def at_length(self, length: int | None) -> ModelSpec:
+        """This model at sequence length ``length`` (a text model), or itself."""
+        if length is None or not self.tokenize or self.input.shape[-1] == length:
+            return self
+        if self.with_length is None:
+            raise InvalidArgument(f"shipped model {self.name!r} has no other lengths")
+        return self.with_length(length)
+
     def heldout(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
         """The held-out inputs (client dtype, ``[n, *input_shape]``) and their labels."""
         return self.load_heldout()
