@@ -101,7 +101,7 @@ bench: setup
 	rm -rf out/vm-bench
 	kbuild/vm-run --kver $(kver) --out out/vm-bench -- bash bench/run.sh
 	mkdir -p bench
-	cp out/vm-bench/*.txt out/vm-bench/*.png bench/
+	for f in out/vm-bench/*.json; do cp "$${f%.json}.txt" "$${f%.json}.png" bench/; done
 	$(VENV)/bin/python -c 'import json, sys; json.dump({n: json.load(open(f"out/vm-bench/{n}.json")) for n in sys.argv[1:]}, open("bench/results.json", "w"), indent=1)' \
 		$$(cd out/vm-bench && ls *.json | sed 's/\.json$$//')
 
