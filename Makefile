@@ -105,13 +105,15 @@ bench: setup
 	$(VENV)/bin/python -c 'import json, sys; json.dump({n: json.load(open(f"out/vm-bench/{n}.json")) for n in sys.argv[1:]}, open("bench/results.json", "w"), indent=1)' \
 		$$(cd out/vm-bench && ls *.json | sed 's/\.json$$//')
 
-# Where the digits worker spends its time at 64 clients (bench/profile.sh:
-# py-spy on the worker, wall clock); the summary lands in bench/.
+# Where the digits worker spends its time at 64 clients, or PROFILE_CLIENTS
+# (bench/profile.sh: py-spy on the worker, wall clock); the summary lands in bench/.
+PROFILE_CLIENTS ?= 64
 profile: setup
 	$(MAKE) all
 	rm -rf out/vm-profile
-	kbuild/vm-run --kver $(kver) --out out/vm-profile -- bash bench/profile.sh
-	cp out/vm-profile/profile-summary.txt bench/
+	kbuild/vm-run --kver $(kver) --out out/vm-profile -- \
+		env FLAX_PROFILE_CLIENTS=$(PROFILE_CLIENTS) bash bench/profile.sh
+	cp out/vm-profile/profile-summary.txt bench/profile-$(PROFILE_CLIENTS)-clients.txt
 
 # The static gates.  Each runs even if another failed (-k); all must pass.
 # Both kernel series are checked whatever KSERIES says.
