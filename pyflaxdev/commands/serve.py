@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     buckets = None if args.no_buckets else (args.buckets or spec.buckets)
     with Device(args.device) as dev:
         info = prepare(dev, args, spec, name)
-        if spec.tokenize and info.pre_op == "tokenize":
+        if info.pre_op == "tokenize":
             spec = spec.at_length(info.input.shape[-1])
         if info.input != spec.input or info.output != spec.output:
             raise InvalidArgument(

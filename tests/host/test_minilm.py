@@ -11,6 +11,7 @@ worker's length buckets give what a full-length run gives, padded with zeros.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from pyflaxdev import models
 from pyflaxdev.buckets import Buckets, needed_length
+from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.models import minilm
 from pyflaxdev.runner import BatchRunner
 from pyflaxdev.spec import TensorSpec
@@ -186,3 +188,16 @@ def test_zoo_spec() -> None:
     text = "A man is eating food."
     want = minilm.embed([text], 32)[0]
     np.testing.assert_allclose(short.reference_result(text), want, rtol=0, atol=2e-6)
+
+
+def test_at_length() -> None:
+    spec = models.get("minilm")
+    assert spec.at_length(None) is spec and spec.at_length(256) is spec
+    short = spec.at_length(16)
+    assert short.input.shape == (2, 16) and short.output.shape == (16, 384)
+    assert short.tokenizer is not None and short.tokenizer(["a b"]).shape == (1, 2, 16)
+    digits = models.get("digits")
+    assert digits.at_length(16) is digits  # not a text model: no length to change
+    fixed = dataclasses.replace(spec, with_length=None)
+    with pytest.raises(InvalidArgument, match="'minilm' has no other lengths"):
+        fixed.at_length(16)
