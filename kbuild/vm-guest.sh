@@ -2,7 +2,9 @@
 # Runs inside the VM (started by kbuild/vm-run): load the module, run the
 # command saved in $1/cmd.sh with the project's environment ($FLAX_KO, and
 # $FLAX_SAMPLE_KO for the sample module flax_iolat.ko), save its exit
-# status and the kernel log in $1.
+# status and the kernel log in $1: kmsg.txt, every record of /dev/kmsg
+# streamed from before insmod to the end (kbuild/flax_kmsg.py, which
+# kbuild/vm-run judges), and dmesg.txt, the ring buffer at the end.
 out=$1
 top=$(cd "$(dirname "$0")/.." && pwd)
 export FLAX_TOP=$top FLAX_OUT=$out FLAX_KO=${FLAX_KO:-$top/kbuild/flaxdev.ko} FLAX_IN_VM=1
@@ -14,6 +16,20 @@ export HOME=/tmp/flax-home XDG_CACHE_HOME=/tmp/flax-home/.cache
 export JAX_PLATFORMS=cpu HYPOTHESIS_STORAGE_DIRECTORY=/tmp/flax-home/.hypothesis
 mkdir -p "$HOME"
 cd "$top" || exit 1
+
+# The kernel log, streamed for the whole run: the ring buffer alone keeps
+# only its last log_buf_len bytes.  The reader stops at a record reading
+# $kmsg_end, written below once the command is done.
+rm -f "$out/kmsg.txt"
+kmsg_end=flax-kmsg-end-$$-$RANDOM$RANDOM
+rm -f /tmp/flax-kmsg-ready
+python3 "$top/kbuild/flax_kmsg.py" read "$out/kmsg.txt" "$kmsg_end" \
+	--ready /tmp/flax-kmsg-ready &
+kmsg_pid=$!
+for _ in $(seq 300); do
+	[ -e /tmp/flax-kmsg-ready ] || ! kill -0 "$kmsg_pid" 2>/dev/null && break
+	sleep 0.1
+done
 
 rc=0
 if [ "${FLAX_NO_INSMOD:-0}" != 1 ]; then
@@ -29,6 +45,18 @@ if [ $rc -eq 0 ]; then
 	bash "$out/cmd.sh"
 	rc=$?
 fi
-echo "$rc" >"$out/rc"
+# The end marker, through a fresh open: /dev/kmsg rate-limits writers per
+# open file.  The reader drains the records before it, then exits.
+echo "<6>$kmsg_end" >/dev/kmsg
+for _ in $(seq 300); do
+	kill -0 "$kmsg_pid" 2>/dev/null || break
+	sleep 0.1
+done
+if kill -0 "$kmsg_pid" 2>/dev/null; then
+	echo "vm: the kernel log reader did not finish; stopping it" >&2
+	kill "$kmsg_pid"
+fi
+wait "$kmsg_pid"
 dmesg >"$out/dmesg.txt"
+echo "$rc" >"$out/rc"
 exit "$rc"

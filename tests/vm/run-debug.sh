@@ -1,7 +1,8 @@
 #!/bin/bash
 # make test-debug, inside the VM on the debug kernel: the whole VM suite, then
 # a kmemleak scan.  KASAN, UBSAN, lockdep and atomic-sleep reports land in the
-# kernel log, which kbuild/vm-run checks.
+# kernel log, which kbuild/vm-run streams for the whole run and checks (a
+# report early in the suite counts however much is logged after it).
 set -u
 km=/sys/kernel/debug/kmemleak
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
