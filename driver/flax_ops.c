@@ -11,8 +11,9 @@
  *    tests in tests/host/.
  *
  * Rules that keep both builds honest:
- *  - nothing but flax_compat.h: no libm, no allocation, no written globals
- *    (the only static data is const);
+ *  - nothing but flax_compat.h (and, in the kernel, the CPU feature test):
+ *    no libm, no allocation, and one written global, the normalisation
+ *    path, chosen once (every other static datum is const);
  *  - float and double only, never long double (the x87 is off in the
  *    kernel); no integer/float conversion wider than 64 bits and no builtin
  *    that could become a libm or libgcc call;
@@ -27,6 +28,15 @@
  */
 
 #include "flax_ops.h"
+
+#ifdef __KERNEL__
+#define FLAX_READ_ONCE(x) READ_ONCE(x)
+#define FLAX_WRITE_ONCE(x, v) WRITE_ONCE(x, v)
+#else
+/* The user-space build (glibc defines __always_inline) is single-threaded. */
+#define FLAX_READ_ONCE(x) (x)
+#define FLAX_WRITE_ONCE(x, v) ((x) = (v))
+#endif
 
 #define FLAX_F32_SIGN 0x80000000u
 #define FLAX_F32_ABS 0x7fffffffu
@@ -232,54 +242,51 @@ static inline float flax_clip(float y, float lo, float hi)
 	return hi < y ? hi : y;
 }
 
-/*
- * Element i (global index g = first + i) uses pair (g / inner) % count.
- * The loop runs backwards, for every dtype, so that src <= dst in one
- * buffer works: with src == dst and an element size of b bytes, output i
- * covers bytes 4i..4i+3 and input i bytes bi..bi+b-1; when input i is
- * read only outputs i + 1 and up (bytes 4i + 4 and up) have been written,
- * and bi + b - 1 < 4i + 4 for b <= 4.  src below dst only widens that
- * margin.  The pair (c) and the position in its run of @inner (r) are
- * computed once, for the last element, then stepped down.
- *
- * Each statement is one float operation rounded to float, in numpy's
- * order: ((x * scale) - mean) / std, then the clamp.  No operation needs
- * a different order than numpy's, so every dtype is bit-identical to
- * numpy (the only non-exact conversion, int32 to float32, is the same
- * rounding as numpy's astype).
- */
-int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
-		   const struct flax_norm *p)
+/* One element: ((x * scale) - mean) / std, then the clamp. */
+static inline float flax_norm_one(float x, float scale, float m, float s,
+				  int clamp, float lo, float hi)
 {
-	const u8 *s = src;
-	u8 *d = dst;
-	float scale, lo, hi, x, y;
-	u32 i, c, r;
-	int clamp;
-	u64 g;
+	float y;
 
-	if (!flax_dtype_size(dtype))
-		return -EINVAL;
-	if (!p->count || !p->inner || (p->flags & ~FLAX_NORM_FLAGS))
-		return -EINVAL;
-	if (!n)
-		return 0;
+	y = x * scale;
+	y = y - m;
+	y = y / s;
+	return clamp ? flax_clip(y, lo, hi) : y;
+}
 
-	scale = flax_f32(p->scale);
-	clamp = p->flags & FLAX_NORM_CLAMP;
-	lo = flax_f32(p->clamp_lo);
-	hi = flax_f32(p->clamp_hi);
-	g = (u64)first + n - 1;
-	r = (u32)(g % p->inner);
-	c = (u32)(g / p->inner % p->count);
-	i = n;
+/*
+ * The plain C loop: element i (global index g = first + i) uses pair
+ * (g / inner) % count.  The loop runs backwards, for every dtype, so that
+ * src <= dst in one buffer works: with src == dst and an element size of
+ * b bytes, output i covers bytes 4i..4i+3 and input i bytes bi..bi+b-1;
+ * when input i is read only outputs i + 1 and up (bytes 4i + 4 and up)
+ * have been written, and bi + b - 1 < 4i + 4 for b <= 4.  src below dst
+ * only widens that margin.  The pair (c) and the position in its run of
+ * @inner (r) are computed once, for the last element, then stepped down.
+ *
+ * Each statement of flax_norm_one() is one float operation rounded to
+ * float, in numpy's order: ((x * scale) - mean) / std, then the clamp.
+ * No operation needs a different order than numpy's, so every dtype is
+ * bit-identical to numpy (the only non-exact conversion, int32 to
+ * float32, is the same rounding as numpy's astype).
+ */
+static void flax_norm_scalar(u8 *d, const u8 *s, u32 dtype, u32 first, u32 n,
+			     const struct flax_norm *p)
+{
+	float scale = flax_f32(p->scale);
+	float lo = flax_f32(p->clamp_lo);
+	float hi = flax_f32(p->clamp_hi);
+	int clamp = p->flags & FLAX_NORM_CLAMP;
+	u64 g = (u64)first + n - 1;
+	u32 r = (u32)(g % p->inner);
+	u32 c = (u32)(g / p->inner % p->count);
+	u32 i = n;
+	float y;
+
 	while (i--) {
-		x = flax_load_elem(s, dtype, i);
-		y = x * scale;
-		y = y - flax_f32(p->mean[c]);
-		y = y / flax_f32(p->std[c]);
-		if (clamp)
-			y = flax_clip(y, lo, hi);
+		y = flax_norm_one(flax_load_elem(s, dtype, i), scale,
+				  flax_f32(p->mean[c]), flax_f32(p->std[c]),
+				  clamp, lo, hi);
 		flax_store32(d, i, flax_bits32(y));
 		if (r) {
 			r--;
@@ -288,8 +295,429 @@ int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
 			c = c ? c - 1 : p->count - 1;
 		}
 	}
+}
+
+/*
+ * The vector loops, x86-64 only (sparse does not know GCC's vector
+ * extensions: it checks the plain C).  Written with GCC's generic vectors,
+ * so the arithmetic is the compiler's mulps, subps and divps (one IEEE
+ * rounding per lane, as mulss, subss and divss in the plain loop), and
+ * the clamp with the maxps/minps builtins, whose operand order gives
+ * np.clip's rules for non-NaN bounds: max(lo, y) is y when y is NaN or
+ * equal to lo (a signed zero keeps y's sign), min(hi, t) is t when t is
+ * NaN or equal to hi, and lo > hi gives hi.
+ */
+#if defined(__x86_64__) && !defined(__CHECKER__) && defined(__has_builtin)
+#if __has_builtin(__builtin_convertvector) &&     \
+	__has_builtin(__builtin_shufflevector) && \
+	__has_builtin(__builtin_ia32_maxps) && !defined(__clang__)
+#define FLAX_NORM_VECTOR 1
+#endif
+#endif
+
+#ifdef FLAX_NORM_VECTOR
+
+#ifdef __KERNEL__
+#include <asm/cpufeature.h>
+#endif
+
+/* Pairs changing every element, at most this many: a table, no runs. */
+#define FLAX_NORM_TAB 64
+/* Floats in the widest vector (AVX2). */
+#define FLAX_NORM_VEC_MAX 8
+#define FLAX_NORM_TAB_SIZE (FLAX_NORM_TAB + FLAX_NORM_VEC_MAX)
+
+/*
+ * One run of elements whose pairs the vector loop can load: either one
+ * pair for the whole run (@table 0: @mean[0], @std[0]), or one pair per
+ * element read from @mean and @std at a position that steps down with
+ * the element, modulo @period (@table 1).  Position @pos belongs to the
+ * element @n, one past the run's end.  A periodic table holds its
+ * @period pairs followed by a vector's worth of repeats, so that a
+ * vector load never wraps.
+ */
+struct flax_norm_run {
+	u8 *d;
+	const u8 *s;
+	u32 n;
+	int table;
+	const u32 *mean;
+	const u32 *std;
+	u32 pos;
+	u32 period;
+	float scale;
+	float lo;
+	float hi;
+	int clamp;
+};
+
+/* Position of the element before the one at @pos. */
+static inline u32 flax_norm_pos_down(u32 pos, u32 step, u32 period)
+{
+	return pos >= step ? pos - step : pos + period - step;
+}
+
+/* The elements below the last whole vector, one at a time, backwards. */
+static inline void flax_norm_run_tail(const struct flax_norm_run *r, u32 dtype,
+				      u32 i, u32 pos)
+{
+	u32 c = 0;
+	float y;
+
+	while (i--) {
+		if (r->table) {
+			pos = flax_norm_pos_down(pos, 1, r->period);
+			c = pos;
+		}
+		y = flax_norm_one(flax_load_elem(r->s, dtype, i), r->scale,
+				  flax_f32(r->mean[c]), flax_f32(r->std[c]),
+				  r->clamp, r->lo, r->hi);
+		flax_store32(r->d, i, flax_bits32(y));
+	}
+}
+
+/*
+ * The loop body, for one vector width: VF a vector of W floats, LOAD_U8
+ * the W uint8 at a pointer as such a vector, MAX and MIN the IEEE
+ * maxps/minps builtins.  Each vector of W elements is loaded whole before
+ * its outputs are stored, and vectors go from the end: the same in-place
+ * widening argument as the plain loop's, per vector.  dtype, table and
+ * clamp are constants at every use (the functions are inlined into one
+ * loop per case).
+ */
+#define FLAX_NORM_LOOP(VF, W, LOAD_U8, MAX, MIN)                          \
+	do {                                                              \
+		const u32 w = (W);                                        \
+		u32 step = table ? w % r->period : 0;                     \
+		u32 i = r->n, pos = r->pos, k;                            \
+		const u8 *src = r->s;                                     \
+		u8 *dst = r->d;                                           \
+		const u32 *tm = r->mean, *ts = r->std;                    \
+		VF scale, lo, hi, m, sd, x;                               \
+		for (k = 0; k < w; k++) { /* exact splats, -0 kept */     \
+			scale[k] = r->scale;                              \
+			lo[k] = r->lo;                                    \
+			hi[k] = r->hi;                                    \
+			m[k] = flax_f32(r->mean[0]);                      \
+			sd[k] = flax_f32(r->std[0]);                      \
+		}                                                         \
+		for (; i >= w; i -= w) {                                  \
+			if (dtype == FLAX_DTYPE_UINT8)                    \
+				x = LOAD_U8(src + i - w);                 \
+			else                                              \
+				memcpy(&x, src + (size_t)(i - w) * 4,     \
+				       sizeof(x));                        \
+			if (table) {                                      \
+				pos = flax_norm_pos_down(pos, step,       \
+							 r->period);      \
+				memcpy(&m, tm + pos, sizeof(m));          \
+				memcpy(&sd, ts + pos, sizeof(sd));        \
+			}                                                 \
+			x = x * scale;                                    \
+			x = x - m;                                        \
+			x = x / sd;                                       \
+			if (clamp)                                        \
+				x = MIN(hi, MAX(lo, x));                  \
+			memcpy(dst + (size_t)(i - w) * 4, &x, sizeof(x)); \
+		}                                                         \
+		flax_norm_run_tail(r, dtype, i, pos);                     \
+	} while (0)
+
+typedef float flax_v4sf __attribute__((vector_size(16)));
+typedef s32 flax_v4si __attribute__((vector_size(16)));
+typedef u16 flax_v8hu __attribute__((vector_size(16)));
+typedef u8 flax_v16qu __attribute__((vector_size(16)));
+typedef float flax_v8sf __attribute__((vector_size(32)));
+typedef s32 flax_v8si __attribute__((vector_size(32)));
+typedef s64 flax_v2di __attribute__((vector_size(16)));
+typedef char flax_v16qi __attribute__((vector_size(16)));
+
+/* Four uint8 as floats: zero-extended twice (punpcklbw, punpcklwd). */
+static __always_inline flax_v4sf flax_u8x4_sse2(const u8 *p)
+{
+	const flax_v16qu z8 = {};
+	const flax_v8hu z16 = {};
+	flax_v4si w = { (s32)flax_load32(p, 0) }; /* movd */
+	flax_v8hu h;
+
+	h = (flax_v8hu)__builtin_shufflevector((flax_v16qu)w, z8, 0, 16, 1, 17,
+					       2, 18, 3, 19, 4, 20, 5, 21, 6,
+					       22, 7, 23);
+	h = __builtin_shufflevector(h, z16, 0, 8, 1, 9, 2, 10, 3, 11);
+	return __builtin_convertvector((flax_v4si)h, flax_v4sf);
+}
+
+/*
+ * Eight uint8 as floats (vpmovzxbd, vcvtdq2ps; GCC 12 would convert a
+ * vector of 8 bytes element by element).
+ */
+__attribute__((target("avx2"))) static __always_inline flax_v8sf
+flax_u8x8_avx2(const u8 *p)
+{
+	flax_v2di w;
+	flax_v8si i;
+	u64 v;
+
+	memcpy(&v, p, sizeof(v));
+	w = (flax_v2di){ (s64)v }; /* movq */
+	i = (flax_v8si)__builtin_ia32_pmovzxbd256((flax_v16qi)w);
+	return __builtin_convertvector(i, flax_v8sf);
+}
+
+static __always_inline void flax_norm_loop_sse2(const struct flax_norm_run *r,
+						u32 dtype, int table, int clamp)
+{
+	FLAX_NORM_LOOP(flax_v4sf, 4, flax_u8x4_sse2, __builtin_ia32_maxps,
+		       __builtin_ia32_minps);
+}
+
+__attribute__((target("avx2"))) static __always_inline void
+flax_norm_loop_avx2(const struct flax_norm_run *r, u32 dtype, int table,
+		    int clamp)
+{
+	FLAX_NORM_LOOP(flax_v8sf, 8, flax_u8x8_avx2, __builtin_ia32_maxps256,
+		       __builtin_ia32_minps256);
+}
+
+/*
+ * One loop per case, so that the tests in the loop body fold away:
+ * FLAX_NORM_ISA_LOOP(r, dtype, table, clamp) is the loop of the function
+ * being defined, @r and @dtype its arguments.
+ */
+#define FLAX_NORM_CASES                                                      \
+	do {                                                                 \
+		switch ((dtype == FLAX_DTYPE_UINT8) << 2 | !!r->table << 1 | \
+			!!r->clamp) {                                        \
+		case 0:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_FLOAT32, 0, 0);     \
+			break;                                               \
+		case 1:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_FLOAT32, 0, 1);     \
+			break;                                               \
+		case 2:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_FLOAT32, 1, 0);     \
+			break;                                               \
+		case 3:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_FLOAT32, 1, 1);     \
+			break;                                               \
+		case 4:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_UINT8, 0, 0);       \
+			break;                                               \
+		case 5:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_UINT8, 0, 1);       \
+			break;                                               \
+		case 6:                                                      \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_UINT8, 1, 0);       \
+			break;                                               \
+		default:                                                     \
+			FLAX_NORM_ISA_LOOP(r, FLAX_DTYPE_UINT8, 1, 1);       \
+			break;                                               \
+		}                                                            \
+	} while (0)
+
+#define FLAX_NORM_ISA_LOOP flax_norm_loop_sse2
+static void flax_norm_run_sse2(const struct flax_norm_run *r, u32 dtype)
+{
+	FLAX_NORM_CASES;
+}
+
+#undef FLAX_NORM_ISA_LOOP
+
+/* Not inlined into flax_norm_run(): GCC keeps AVX code in AVX functions. */
+#define FLAX_NORM_ISA_LOOP flax_norm_loop_avx2
+__attribute__((target("avx2"))) static void
+flax_norm_run_avx2(const struct flax_norm_run *r, u32 dtype)
+{
+	FLAX_NORM_CASES;
+}
+
+#undef FLAX_NORM_ISA_LOOP
+
+/* The path in use: FLAX_NORM_PATH_*, 0 until the first call chooses. */
+static u32 flax_norm_path_now;
+
+/*
+ * AVX2 if the CPU has it and the OS saves the YMM registers (the test the
+ * kernel's own AVX2 crypto and RAID code make), else SSE2.
+ */
+static u32 flax_norm_best_path(void)
+{
+#ifdef __KERNEL__
+	if (boot_cpu_has(X86_FEATURE_AVX2) &&
+	    cpu_has_xfeatures(XFEATURE_MASK_SSE | XFEATURE_MASK_YMM, NULL))
+		return FLAX_NORM_PATH_AVX2;
+#else
+	if (__builtin_cpu_supports("avx2"))
+		return FLAX_NORM_PATH_AVX2;
+#endif
+	return FLAX_NORM_PATH_SSE2;
+}
+
+/* Documented in flax_ops.h. */
+u32 flax_ops_init(void)
+{
+	u32 path = flax_norm_best_path();
+
+	FLAX_WRITE_ONCE(flax_norm_path_now, path);
+	return path;
+}
+
+/*
+ * Chosen at load by flax_ops_init() (the host build chooses at the first
+ * call); concurrent first calls store the same value.
+ */
+static u32 flax_norm_path(void)
+{
+	u32 path = FLAX_READ_ONCE(flax_norm_path_now);
+
+	if (!path) {
+		path = flax_norm_best_path();
+		FLAX_WRITE_ONCE(flax_norm_path_now, path);
+	}
+	return path;
+}
+
+static void flax_norm_run(u32 path, const struct flax_norm_run *r, u32 dtype)
+{
+	if (path == FLAX_NORM_PATH_AVX2)
+		flax_norm_run_avx2(r, dtype);
+	else
+		flax_norm_run_sse2(r, dtype);
+}
+
+/*
+ * flax_normalize() on the vector path (flax_norm_vector_ok() said yes):
+ * few pairs changing every element go through a periodic table on the
+ * stack, in one run; otherwise the call is cut, from the end, into runs
+ * of one pair (channels first, one value) or of consecutive pairs that
+ * do not wrap (per element, per channel with many channels).  Runs go
+ * from the end, as vectors do within a run.
+ */
+static void flax_norm_vector(u32 path, u8 *d, const u8 *s, u32 dtype, u32 first,
+			     u32 n, const struct flax_norm *p)
+{
+	u32 tmean[FLAX_NORM_TAB_SIZE], tstd[FLAX_NORM_TAB_SIZE];
+	u32 esize = flax_dtype_size(dtype);
+	struct flax_norm_run r = {
+		.period = 1,
+		.scale = flax_f32(p->scale),
+		.lo = flax_f32(p->clamp_lo),
+		.hi = flax_f32(p->clamp_hi),
+		.clamp = p->flags & FLAX_NORM_CLAMP,
+	};
+	u32 end = n, len, c, j;
+	u64 g;
+
+	if (p->inner == 1 && p->count > 1 && p->count <= FLAX_NORM_TAB) {
+		for (j = 0; j < p->count + FLAX_NORM_VEC_MAX; j++) {
+			tmean[j] = p->mean[j % p->count];
+			tstd[j] = p->std[j % p->count];
+		}
+		r.d = d;
+		r.s = s;
+		r.n = n;
+		r.table = 1;
+		r.mean = tmean;
+		r.std = tstd;
+		r.period = p->count;
+		r.pos = (u32)(((u64)first + n) % p->count);
+		flax_norm_run(path, &r, dtype);
+		return;
+	}
+	while (end) {
+		g = (u64)first + end - 1;
+		if (p->inner == 1 && p->count > 1) {
+			c = (u32)(g % p->count);
+			len = c + 1 < end ? c + 1 : end;
+			r.table = 1;
+			r.mean = p->mean;
+			r.std = p->std;
+			r.period = p->count;
+			r.pos = c + 1;
+		} else {
+			c = (u32)(g / p->inner % p->count);
+			len = (u32)(g % p->inner) + 1;
+			if (p->count == 1 || len > end)
+				len = end;
+			r.table = 0;
+			r.mean = p->mean + c;
+			r.std = p->std + c;
+		}
+		end -= len;
+		r.d = d + (size_t)end * 4;
+		r.s = s + (size_t)end * esize;
+		r.n = len;
+		flax_norm_run(path, &r, dtype);
+	}
+}
+
+#endif /* FLAX_NORM_VECTOR */
+
+/*
+ * Checks, then the vector path when it applies, else the plain loop.
+ * Both write the elements from the last to the first.
+ */
+int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
+		   const struct flax_norm *p)
+{
+	if (!flax_dtype_size(dtype))
+		return -EINVAL;
+	if (!p->count || !p->inner || (p->flags & ~FLAX_NORM_FLAGS))
+		return -EINVAL;
+	if (!n)
+		return 0;
+#ifdef FLAX_NORM_VECTOR
+	{
+		u32 path = flax_norm_path();
+
+		if (path != FLAX_NORM_PATH_SCALAR &&
+		    flax_norm_vector_ok(dtype, p)) {
+			flax_norm_vector(path, dst, src, dtype, first, n, p);
+			return 0;
+		}
+	}
+#endif
+	flax_norm_scalar(dst, src, dtype, first, n, p);
 	return 0;
 }
+
+#ifdef FLAX_USERSPACE
+int flax_norm_set_path(u32 path)
+{
+	switch (path) {
+	case FLAX_NORM_PATH_AUTO:
+	case FLAX_NORM_PATH_SCALAR:
+		break;
+#ifdef FLAX_NORM_VECTOR
+	case FLAX_NORM_PATH_SSE2:
+		break;
+	case FLAX_NORM_PATH_AVX2:
+		if (flax_norm_best_path() != FLAX_NORM_PATH_AVX2)
+			return -EOPNOTSUPP;
+		break;
+#else
+	case FLAX_NORM_PATH_SSE2:
+	case FLAX_NORM_PATH_AVX2:
+		return -EOPNOTSUPP;
+#endif
+	default:
+		return -EINVAL;
+	}
+#ifdef FLAX_NORM_VECTOR
+	flax_norm_path_now = path;
+#endif
+	return 0;
+}
+
+u32 flax_norm_get_path(void)
+{
+#ifdef FLAX_NORM_VECTOR
+	return flax_norm_path();
+#else
+	return FLAX_NORM_PATH_SCALAR;
+#endif
+}
+#endif /* FLAX_USERSPACE */
 
 /*
  * log(1 + u) for u >= 0, in double precision, to a few double ulps.

@@ -9,9 +9,13 @@
  * patterns (u32) and float buffers as void pointers.
  *
  * Every function here uses the FPU: in the kernel, call it only between
- * flax_fpu_begin() and flax_fpu_end(), on kernel memory, without sleeping.
- * Keep each call's work bounded (FLAX_FPU_CHUNK elements) so that
- * preemption is not held off for long.
+ * flax_fpu_begin() and flax_fpu_end(), on kernel memory, without sleeping
+ * (`make check` verifies it on the built objects: kbuild/check-fpu.py).
+ * The static inline helpers here (flax_norm_vector_ok(),
+ * flax_normalize_chunk()) are integer code for the callers, usable
+ * anywhere.  Keep each call's work bounded (FLAX_FPU_CHUNK elements,
+ * flax_normalize_chunk() for flax_normalize()) so that preemption is not
+ * held off for long, and reschedule between sections.
  *
  * Buffers need no particular alignment.  Tests: tests/host/test_ops.py
  * (normalisation, expf, softmax, top-k) and tests/host/test_post_ops.py
@@ -57,6 +61,78 @@ struct flax_norm {
 #define FLAX_NORM_CLAMP 0x1U
 #define FLAX_NORM_FLAGS FLAX_NORM_CLAMP /* every defined flag */
 
+/*
+ * The code paths of flax_normalize().  The vector loops (SSE2, which
+ * every x86-64 CPU has, and AVX2 where the CPU has it and the kernel
+ * saves YMM state) cover uint8 and float32 input with one pair, a pair
+ * per channel (channels last or first) or a pair per element, clamped or
+ * not: flax_norm_vector_ok().  Everything else, and every CPU that is
+ * not x86-64, takes the plain C loop.  On x86-64 the best path is chosen
+ * on the first call and kept.  FLAX_NORM_PATH_* values are the user-space
+ * test build's flax_norm_set_path() argument.
+ */
+#define FLAX_NORM_PATH_AUTO 0
+#define FLAX_NORM_PATH_SCALAR 1
+#define FLAX_NORM_PATH_SSE2 2
+#define FLAX_NORM_PATH_AVX2 3
+
+/*
+ * Elements of flax_normalize() per FPU section, sized by time: each
+ * section is bounded to a few tens of microseconds.  Measured
+ * single-thread on the development machine, a 2-core Xeon VM
+ * (scripts/bench_preprocess.py --all, worst dtype and layout of each
+ * path): the vector loops 0.2 to 0.5 ns per element (per element
+ * pairs, float32, are the slowest), the plain C loop 1.3 to 4.7 ns
+ * (int32 and float16 the slowest).  16384 vector elements (64 KiB of
+ * float32 output) then take at most ~8 us and 4096 plain ones ~19 us,
+ * leaving room for a CPU two or three times slower.  The caller
+ * reschedules between sections.
+ */
+#define FLAX_NORM_CHUNK_VECTOR 16384
+#define FLAX_NORM_CHUNK_SCALAR 4096
+
+/* Pair runs shorter than this (channels first) leave the vector loops. */
+#define FLAX_NORM_RUN_MIN 64
+
+/**
+ * flax_norm_vector_ok() - does flax_normalize() take a vector loop?
+ * @dtype: the input's FLAX_DTYPE_*.
+ * @p: the parameters.
+ *
+ * True on x86-64 for uint8 and float32 input whose pairs change every
+ * element (@p->inner 1: one pair, per channel with the channels last, per
+ * element), never (@p->count 1), or in runs of at least
+ * FLAX_NORM_RUN_MIN elements (channels first), unless a clamp bound is
+ * NaN.  Integer code only, for the callers outside FPU sections.
+ *
+ * Return: non-zero if so.
+ */
+static inline int flax_norm_vector_ok(u32 dtype, const struct flax_norm *p)
+{
+	if (dtype != FLAX_DTYPE_UINT8 && dtype != FLAX_DTYPE_FLOAT32)
+		return 0;
+	if ((p->flags & FLAX_NORM_CLAMP) &&
+	    ((p->clamp_lo & 0x7fffffffU) > 0x7f800000U ||
+	     (p->clamp_hi & 0x7fffffffU) > 0x7f800000U))
+		return 0;
+	return p->inner == 1 || p->count == 1 || p->inner >= FLAX_NORM_RUN_MIN;
+}
+
+/**
+ * flax_normalize_chunk() - elements of flax_normalize() per FPU section.
+ * @dtype: the input's FLAX_DTYPE_*.
+ * @p: the parameters.
+ *
+ * Integer code only, for the callers outside FPU sections.
+ *
+ * Return: FLAX_NORM_CHUNK_VECTOR or FLAX_NORM_CHUNK_SCALAR.
+ */
+static inline u32 flax_normalize_chunk(u32 dtype, const struct flax_norm *p)
+{
+	return flax_norm_vector_ok(dtype, p) ? FLAX_NORM_CHUNK_VECTOR :
+					       FLAX_NORM_CHUNK_SCALAR;
+}
+
 /**
  * flax_normalize() - float32 (x * scale - mean[c]) / std[c], optionally
  *	clamped.
@@ -84,11 +160,45 @@ struct flax_norm {
  * (clamping keeps it), an infinity gives an infinity or NaN (inf * 0,
  * inf - inf).
  *
+ * The vector paths (FLAX_NORM_PATH_*) compute the same operations in
+ * the same order, one rounding each, so every path gives the same bits.
+ * Keep @n within flax_normalize_chunk() per FPU section.
+ *
  * Return: 0, or -EINVAL (nothing written) for an unknown @dtype or flag,
  * or a zero @p->count or @p->inner.
  */
 int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
 		   const struct flax_norm *p);
+
+/**
+ * flax_ops_init() - choose flax_normalize()'s code path for this CPU.
+ *
+ * Called once at module load, as the kernel's crypto and RAID code choose
+ * theirs.  No floating point: it may run outside an FPU section.
+ *
+ * Return: the path chosen, FLAX_NORM_PATH_SSE2 or FLAX_NORM_PATH_AVX2.
+ */
+u32 flax_ops_init(void);
+
+#ifdef FLAX_USERSPACE
+/**
+ * flax_norm_set_path() - force a code path of flax_normalize() (tests).
+ * @path: FLAX_NORM_PATH_*; FLAX_NORM_PATH_AUTO picks the best one again.
+ *
+ * User-space build only: the kernel always takes the best path.
+ *
+ * Return: 0, -EINVAL for an unknown @path, -EOPNOTSUPP for a path this
+ * CPU (or build) cannot run.
+ */
+int flax_norm_set_path(u32 path);
+
+/**
+ * flax_norm_get_path() - the code path flax_normalize() takes now.
+ *
+ * Return: FLAX_NORM_PATH_SCALAR, _SSE2 or _AVX2.
+ */
+u32 flax_norm_get_path(void);
+#endif
 
 /**
  * flax_topk() - the @k largest of @n float32 scores.

@@ -1,13 +1,21 @@
-"""Native normalisation throughput against numpy, as a ratio in one run.
+"""Native normalisation throughput against numpy and memcpy, per code path, in one run.
 
 Builds the plain (-O2, no sanitizer) host extension of the shared C
 (``bindings/ops_build.py``) and times ``flax_normalize`` on 224x224x3 uint8
 images (per-channel mean/std, channel-last, as ImageNet models take them), one
-call per FLAX_FPU_CHUNK elements as the kernel makes them, against numpy's
-``(x.astype(float32) * scale - mean) / std`` on the same images, and checks the
-two agree bit for bit.  Prints both rates and their ratio.
+call per FPU section as the kernel makes them (``flax_normalize_chunk()``
+elements), on each code path this CPU runs (plain C, SSE2, AVX2; forced with
+the host build's ``flax_norm_set_path()``), against numpy's
+``(x.astype(float32) * scale - mean) / std`` on the same images and against a
+``memcpy`` of the output's size (``np.copyto`` of the float32 output, the
+bound a single pass can reach).  Every path is checked bit for bit against
+numpy first.  Prints the rates and the ratios.
 
-    .venv/bin/python scripts/bench_preprocess.py [--repeat N]
+``--all`` adds the other hot cases (float32 input, channels first, one value,
+per element, clamped) with their ns per element: the figures behind the FPU
+section budget in ``driver/flax_ops.h`` (FLAX_NORM_CHUNK_*).
+
+    .venv/bin/python scripts/bench_preprocess.py [--repeat N] [--images N] [--all]
 """
 
 from __future__ import annotations
@@ -17,13 +25,18 @@ import importlib.machinery
 import importlib.util
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
+
+UINT8, FLOAT32, FLOAT16, INT32 = 1, 2, 7, 6
+PATHS = {"scalar": 1, "sse2": 2, "avx2": 3}
 
 
 def load_ops() -> ModuleType:
@@ -40,7 +53,7 @@ def load_ops() -> ModuleType:
     return module
 
 
-def best(fn: Any, repeat: int) -> float:
+def best(fn: Callable[[], Any], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -49,53 +62,146 @@ def best(fn: Any, repeat: int) -> float:
     return min(times)
 
 
+class Case:
+    """One normalisation: input images, struct flax_norm, numpy reference."""
+
+    def __init__(
+        self, ops: ModuleType, name: str, x: npt.NDArray[Any], dtype: int, scale: float,
+        mean: npt.NDArray[np.float32], std: npt.NDArray[np.float32], inner: int = 1,
+        clamp: tuple[float, float] | None = None,
+    ) -> None:  # fmt: skip
+        ffi, lib = ops.ffi, ops.lib
+        self.ops, self.name, self.x, self.dtype = ops, name, x, dtype
+        self.n = int(x[0].size)
+        self.mean_c = ffi.new("uint32_t[]", mean.view(np.uint32).tolist())
+        self.std_c = ffi.new("uint32_t[]", std.view(np.uint32).tolist())
+        self.norm = ffi.new("struct flax_norm *")
+        self.norm.count, self.norm.inner = mean.size, inner
+        self.norm.scale = int(np.array(scale, np.float32).view(np.uint32))
+        self.norm.mean, self.norm.std = self.mean_c, self.std_c
+        self.norm.flags = 0
+        if clamp is not None:
+            self.norm.flags = int(lib.FLAX_NORM_CLAMP)
+            self.norm.clamp_lo = int(np.array(clamp[0], np.float32).view(np.uint32))
+            self.norm.clamp_hi = int(np.array(clamp[1], np.float32).view(np.uint32))
+        self.chunk = int(lib.flax_normalize_chunk(dtype, self.norm))
+        self.out = np.empty((x.shape[0], self.n), np.float32)
+        m: Any = mean
+        s: Any = std
+        if inner > 1:  # channels first: (N, C, H, W)
+            m, s = mean[:, None, None], std[:, None, None]
+        elif mean.size == self.n:
+            m, s = mean.reshape(x.shape[1:]), std.reshape(x.shape[1:])
+        scale32 = np.float32(scale)
+
+        def numpy_ref() -> Any:
+            y = (x.astype(np.float32) * scale32 - m) / s
+            return y if clamp is None else np.clip(y, np.float32(clamp[0]), np.float32(clamp[1]))
+
+        self.numpy_ref = numpy_ref
+
+    def native(self) -> None:
+        ffi, lib = self.ops.ffi, self.ops.lib
+        esize = self.x.itemsize
+        for i in range(self.x.shape[0]):
+            src = ffi.from_buffer(self.x[i])
+            dst = ffi.from_buffer(self.out[i])
+            for first in range(0, self.n, self.chunk):
+                c = min(self.chunk, self.n - first)
+                lib.flax_normalize(
+                    dst + 4 * first, src + esize * first, self.dtype, first, c, self.norm
+                )
+
+
+def run_case(case: Case, paths: list[str], repeat: int, verbose: bool) -> dict[str, float]:
+    """Seconds per image of each path and of numpy; checks every path bit for bit."""
+    lib = case.ops.lib
+    imgs = case.x.shape[0]
+    want = case.numpy_ref().reshape(imgs, case.n)
+    times: dict[str, float] = {}
+    for path in paths:
+        assert lib.flax_norm_set_path(PATHS[path]) == 0
+        case.out.fill(np.nan)
+        case.native()
+        got = case.out.view(np.uint32)
+        same = (got == want.view(np.uint32)) | (np.isnan(case.out) & np.isnan(want))
+        assert same.all(), f"{case.name} {path}: not bit-identical to numpy"
+        times[path] = best(case.native, repeat) / imgs
+    assert lib.flax_norm_set_path(0) == 0
+    times["numpy"] = best(case.numpy_ref, repeat) / imgs
+    if verbose:
+        cells = "  ".join(f"{p} {1e9 * t / case.n:6.2f}" for p, t in times.items())
+        print(f"  {case.name:34s} ns/element: {cells}  (chunk {case.chunk})")
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--all", action="store_true", help="time the other hot cases too")
     args = parser.parse_args(argv)
 
     ops = load_ops()
-    ffi, lib = ops.ffi, ops.lib
+    lib = ops.lib
+    paths = [p for p, v in PATHS.items() if lib.flax_norm_set_path(v) == 0]
+    assert lib.flax_norm_set_path(0) == 0
+    auto = {v: p for p, v in PATHS.items()}[int(lib.flax_norm_get_path())]
+
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, size=(args.images, 224, 224, 3), dtype=np.uint8)
-    scale = np.float32(1 / 255)
+    scale = 1 / 255
     mean = np.array([0.485, 0.456, 0.406], np.float32)
     std = np.array([0.229, 0.224, 0.225], np.float32)
-    n = 224 * 224 * 3
-    chunk = int(lib.FLAX_FPU_CHUNK)
+    main_case = Case(ops, "uint8 224x224x3 per channel", imgs, UINT8, scale, mean, std)
+    t = run_case(main_case, paths, args.repeat, verbose=False)
 
-    mean_c = ffi.new("uint32_t[]", mean.view(np.uint32).tolist())
-    std_c = ffi.new("uint32_t[]", std.view(np.uint32).tolist())
-    norm = ffi.new("struct flax_norm *")
-    norm.count, norm.inner, norm.flags = 3, 1, 0
-    norm.scale = int(np.array(scale).view(np.uint32))
-    norm.mean, norm.std = mean_c, std_c
-    out = np.empty((args.images, n), np.float32)
+    out = np.empty((args.images, main_case.n), np.float32)
+    src = np.ones_like(out)
+    t_copy = best(lambda: np.copyto(out, src), args.repeat) / args.images
 
-    def native() -> None:
-        for i in range(args.images):
-            src = ffi.from_buffer(imgs[i])
-            dst = ffi.from_buffer(out[i])
-            for first in range(0, n, chunk):
-                c = min(chunk, n - first)
-                lib.flax_normalize(
-                    dst + 4 * first, src + first, lib.FLAX_DTYPE_UINT8, first, c, norm
-                )
+    mb = main_case.n / 1e6  # uint8: one byte per element
+    print(
+        f"normalise {args.images} x 224x224x3 uint8 (per channel, channels last), "
+        f"best of {args.repeat}, {main_case.chunk} elements per call (FPU section):"
+    )
+    for name, sec in t.items():
+        label = f"flax_normalize {name}" + (" (auto)" if name == auto else "")
+        print(
+            f"  {label:28s} {mb / sec:8.1f} MB/s in  {1e6 * sec:8.1f} us/img  "
+            f"{t['numpy'] / sec:6.2f}x numpy  {sec / t_copy:5.2f}x memcpy"
+        )
+    label = "memcpy of the output"
+    print(f"  {label:28s} {4 * mb / t_copy:8.1f} MB/s    {1e6 * t_copy:8.1f} us/img")
+    print(f"  ratio native ({auto})/numpy: {t['numpy'] / t[auto]:.2f}x; "
+          f"native/memcpy time: {t[auto] / t_copy:.2f}x")  # fmt: skip
 
-    def numpy_ref() -> Any:
-        return (imgs.astype(np.float32) * scale - mean) / std
-
-    native()
-    want = numpy_ref().reshape(args.images, n)
-    assert np.array_equal(out.view(np.uint32), want.view(np.uint32)), "not bit-identical"
-    t_native = best(native, args.repeat)
-    t_numpy = best(numpy_ref, args.repeat)
-    mb = imgs.nbytes / 1e6
-    print(f"normalise {args.images} x 224x224x3 uint8 (per channel), best of {args.repeat}:")
-    print(f"  flax_normalize: {mb / t_native:8.1f} MB/s in  ({args.images / t_native:7.1f} img/s)")
-    print(f"  numpy:          {mb / t_numpy:8.1f} MB/s in  ({args.images / t_numpy:7.1f} img/s)")
-    print(f"  ratio native/numpy: {t_numpy / t_native:.2f}x")
+    if args.all:
+        print("other cases (ns per element, per path and numpy):")
+        nimg = max(2, args.images // 4)
+        f32 = rng.standard_normal((nimg, 224, 224, 3)).astype(np.float32)
+        chw = imgs[:nimg].transpose(0, 3, 1, 2).copy()
+        one_m, one_s = np.array([0.5], np.float32), np.array([0.25], np.float32)
+        feat_m = rng.standard_normal(224 * 224 * 3).astype(np.float32)
+        feat_s = (rng.random(224 * 224 * 3) + 0.5).astype(np.float32)
+        f16 = rng.standard_normal((nimg, 224, 224, 3)).astype(np.float16)
+        i32 = rng.integers(-(2**31), 2**31, (nimg, 224, 224, 3)).astype(np.int32)
+        cases = [
+            Case(ops, "uint8 per channel, clamp", imgs[:nimg], UINT8, scale, mean, std,
+                 clamp=(-2.0, 2.0)),
+            Case(ops, "uint8 channels first", chw, UINT8, scale, mean, std, inner=224 * 224),
+            Case(ops, "uint8 one value", imgs[:nimg], UINT8, scale, one_m, one_s),
+            Case(ops, "uint8 per element", imgs[:nimg], UINT8, scale, feat_m, feat_s),
+            Case(ops, "float32 per channel", f32, FLOAT32, 1.0, mean, std),
+            Case(ops, "float32 per channel, clamp", f32, FLOAT32, 1.0, mean, std,
+                 clamp=(-1.0, 1.0)),
+            Case(ops, "float32 per element", f32, FLOAT32, 1.0, feat_m, feat_s),
+            Case(ops, "float16 per channel (plain C)", f16, FLOAT16, 1.0, mean, std),
+            Case(ops, "int32 per channel, clamp (plain C)", i32, INT32, 2.0**-24, mean, std,
+                 clamp=(-1.0, 1.0)),
+        ]  # fmt: skip
+        for case in cases:
+            run_case(case, paths, max(3, args.repeat // 4), verbose=True)
     return 0
 
 
