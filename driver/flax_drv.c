@@ -38,6 +38,7 @@
 #include "flax_drv.h"
 #include "flax_job.h"
 #include "flax_model.h"
+#include "flax_ops.h"
 #include "uapi/flaxdev.h"
 
 /* Hard limits on the module parameters. */
@@ -46,6 +47,8 @@
 #define FLAX_MAX_SLOT_BYTES_MIN 64
 #define FLAX_MAX_SLOT_BYTES_LIMIT SZ_64M
 #define FLAX_MAX_RETRIES_LIMIT 16
+#define FLAX_MAX_TIMEOUT_MS_LIMIT 3600000 /* an hour */
+#define FLAX_MAX_PENDING_LIMIT 65536
 
 unsigned int flax_max_models = 16;
 module_param_named(max_models, flax_max_models, uint, 0444);
@@ -66,6 +69,18 @@ module_param_named(timeout_ms, flax_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(
 	timeout_ms,
 	"Request timeout of a model created without one, in ms (default 5000)");
+
+unsigned int flax_max_timeout_ms = 600000;
+module_param_named(max_timeout_ms, flax_max_timeout_ms, uint, 0444);
+MODULE_PARM_DESC(
+	max_timeout_ms,
+	"Longest request timeout a model may have, in ms (timeout_ms-3600000, default 600000)");
+
+unsigned int flax_max_pending = 1024;
+module_param_named(max_pending, flax_max_pending, uint, 0444);
+MODULE_PARM_DESC(
+	max_pending,
+	"Most asynchronous requests one open file may have submitted and not reaped (1-65536, default 1024)");
 
 unsigned int flax_nslots = 64;
 module_param_named(nslots, flax_nslots, uint, 0444);
@@ -241,6 +256,16 @@ static int __init flax_check_params(void)
 		pr_err("timeout_ms must not be 0\n");
 		return -EINVAL;
 	}
+	if (flax_max_timeout_ms < flax_timeout_ms ||
+	    flax_max_timeout_ms > FLAX_MAX_TIMEOUT_MS_LIMIT) {
+		pr_err("max_timeout_ms must be timeout_ms (%u) to %u\n",
+		       flax_timeout_ms, FLAX_MAX_TIMEOUT_MS_LIMIT);
+		return -EINVAL;
+	}
+	if (!flax_max_pending || flax_max_pending > FLAX_MAX_PENDING_LIMIT) {
+		pr_err("max_pending must be 1 to %u\n", FLAX_MAX_PENDING_LIMIT);
+		return -EINVAL;
+	}
 	if (!flax_nslots || flax_nslots > flax_max_slots) {
 		pr_err("nslots must be 1 to max_slots (%u)\n", flax_max_slots);
 		return -EINVAL;
@@ -263,15 +288,17 @@ static int __init flax_init(void)
 	BUILD_BUG_ON(sizeof(struct flax_labels) != FLAX_LABELS_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_vocab_set) != FLAX_VOCAB_SET_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_submit) != FLAX_SUBMIT_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct flax_reap) != FLAX_REAP_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct flax_submit_entry) != 32);
-	BUILD_BUG_ON(sizeof(struct flax_reap_entry) != 32);
+	BUILD_BUG_ON(sizeof(struct flax_reap) != FLAX_REAP_SIZE_VER1);
+	BUILD_BUG_ON(sizeof(struct flax_submit_entry) !=
+		     FLAX_SUBMIT_ENTRY_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_reap_entry) !=
+		     FLAX_REAP_ENTRY_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct flax_model_ref) != FLAX_MODEL_REF_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_worker_attach) !=
 		     FLAX_WORKER_ATTACH_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_fetch) != FLAX_FETCH_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct flax_complete) != FLAX_COMPLETE_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct flax_infer) != FLAX_INFER_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct flax_infer) != FLAX_INFER_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct flax_completion) != 16);
 	BUILD_BUG_ON(sizeof(struct flax_ring) != 16);
 	BUILD_BUG_ON(sizeof(struct flax_ring_entry) != 8);
@@ -282,6 +309,8 @@ static int __init flax_init(void)
 	ret = flax_check_params();
 	if (ret)
 		return ret;
+	pr_debug("normalisation: %s\n",
+		 flax_ops_init() == FLAX_NORM_PATH_AVX2 ? "AVX2" : "SSE2");
 
 	ret = misc_register(&flax_misc);
 	if (ret) {
@@ -306,6 +335,8 @@ static void __exit flax_exit(void)
 	/* No fd is open (.owner), so only the registry holds models. */
 	flax_models_exit();
 	misc_deregister(&flax_misc);
+	/* Labels are freed by call_rcu() callbacks in this module's text. */
+	rcu_barrier();
 }
 module_exit(flax_exit);
 

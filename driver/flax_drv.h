@@ -19,6 +19,8 @@ extern unsigned int flax_max_models;
 extern unsigned int flax_max_slots;
 extern unsigned int flax_max_slot_bytes;
 extern unsigned int flax_timeout_ms;
+extern unsigned int flax_max_timeout_ms;
+extern unsigned int flax_max_pending;
 extern unsigned int flax_nslots;
 extern unsigned int flax_max_retries;
 

@@ -78,6 +78,7 @@ struct flax_worker {
  * @text: FLAX_INFER_TEXT.
  * @nonblock: -EAGAIN rather than wait for room in the queue.
  * @priority: 0 to FLAX_PRIORITY_MAX.
+ * @worker_status: out: the worker's code when it failed the job (-EIO).
  */
 struct flax_infer_io {
 	const void __user *uin;
@@ -92,6 +93,7 @@ struct flax_infer_io {
 	bool text;
 	bool nonblock;
 	u32 priority;
+	s32 worker_status;
 };
 
 /**
@@ -112,6 +114,9 @@ struct flax_req_cfg {
 	u32 max_queue;
 	u32 result_size;
 };
+
+/* Largest element of a SUBMIT or REAP entry array a caller may declare. */
+#define FLAX_ENTRY_SIZE_MAX 4096
 
 /* Completions copied from user space at a time. */
 #define FLAX_COMPLETE_BATCH 16
@@ -154,15 +159,22 @@ struct flax_file {
  * @client: the fd's client state.
  * @model: the model; the request holds a reference.
  * @slot: its slot while it holds one, else NULL; under model->lock.
- * @timeout: fails the request when its time is up.
+ * @timeout: fails the request when its time is up, and once it finished,
+ *	moves its output out of the slot (flax_areq_work()).
  * @rc: the settings it runs with.
  * @start: when it was submitted.
  * @ticket: its ticket.
  * @user_data: the caller's.
+ * @raw: the job's output as the worker left it (and the tokenised input's
+ *	attention mask after it, see flax_mask_bytes()), copied out of the
+ *	slot once the job finished, so that a result nobody reaps pins no
+ *	slot; under the client's @reap_lock.  NULL while the slot holds it.
  * @result: its result in kernel memory, once a REAP has taken it out of
  *	the slot but could not hand it over (a short buffer).
  * @result_len: bytes at @result.
  * @status: 0 or the negative errno it ended with; under model->lock.
+ * @worker_status: the worker's code when it failed the job; under
+ *	model->lock.
  * @finished: on @done; under model->lock.
  * @text: FLAX_INFER_TEXT.
  */
@@ -177,9 +189,11 @@ struct flax_areq {
 	ktime_t start;
 	u64 ticket;
 	u64 user_data;
+	void *raw;
 	void *result;
 	size_t result_len;
 	int status;
+	s32 worker_status;
 	bool finished;
 	bool text;
 };
@@ -203,17 +217,22 @@ static long flax_jiffies_left(unsigned long deadline)
  * An asynchronous request has ended (under model->lock): onto its fd's
  * done list, and the fd's waiters woken.
  */
-static void flax_areq_finish(struct flax_areq *areq, int status)
+static void flax_areq_finish(struct flax_areq *areq, int status,
+			     s32 worker_status)
 {
 	struct flax_client *client = areq->client;
 
 	lockdep_assert_held(&areq->model->lock);
 
 	areq->status = status;
+	areq->worker_status = worker_status;
 	areq->finished = true;
 	spin_lock(&client->lock);
 	list_add_tail(&areq->done_node, &client->done);
 	spin_unlock(&client->lock);
+	/* Its slot goes back at once, whether or not anyone reaps. */
+	if (areq->slot)
+		mod_delayed_work(system_wq, &areq->timeout, 0);
 	wake_up(&client->wait);
 }
 
@@ -231,17 +250,22 @@ static void flax_slot_free(struct flax_model *model, struct flax_slot *slot)
 	wake_up(&model->slot_wait);
 }
 
+/*
+ * A job has ended with @status, and with the worker's own code
+ * @worker_status when the worker failed it (then @status is -EIO).
+ */
 static void flax_slot_done(struct flax_model *model, struct flax_slot *slot,
-			   int status)
+			   int status, s32 worker_status)
 {
 	lockdep_assert_held(&model->lock);
 
 	slot->owner = NULL;
 	slot->status = status;
+	slot->worker_status = worker_status;
 	/* Read locklessly by the client's wait condition. */
 	WRITE_ONCE(slot->state, FLAX_SLOT_DONE);
 	if (slot->async)
-		flax_areq_finish(slot->async, status);
+		flax_areq_finish(slot->async, status, worker_status);
 	else
 		wake_up(&slot->wait);
 }
@@ -268,12 +292,12 @@ void flax_model_kill(struct flax_model *model)
 		case FLAX_SLOT_QUEUED:
 			list_del_init(&slot->node);
 			model->nqueued--;
-			flax_slot_done(model, slot, -ENODEV);
+			flax_slot_done(model, slot, -ENODEV, 0);
 			break;
 		case FLAX_SLOT_FETCHED:
 			list_del_init(&slot->node);
 			model->nheld--;
-			flax_slot_done(model, slot, -ENODEV);
+			flax_slot_done(model, slot, -ENODEV, 0);
 			break;
 		case FLAX_SLOT_ABANDONED:
 			list_del_init(&slot->node);
@@ -322,6 +346,7 @@ static bool flax_slot_try_claim(struct flax_model *model, u32 max_queue,
 	slot->tag++;
 	slot->retries = 0;
 	slot->status = 0;
+	slot->worker_status = 0;
 	*slotp = slot;
 out_unlock:
 	spin_unlock(&model->lock);
@@ -357,36 +382,69 @@ static void flax_slot_put(struct flax_model *model, struct flax_slot *slot)
 	spin_unlock(&model->lock);
 }
 
+/* Mean/std pairs that flax_preprocess() copies to its stack. */
+#define FLAX_NORM_PAIRS_ONSTACK 16
+
 /*
- * FLAX_PRE_NORMALIZE in place, FLAX_FPU_CHUNK elements per FPU section.
+ * FLAX_PRE_NORMALIZE in place, in FPU sections of flax_normalize_chunk()
+ * elements (each bounded in time), with a scheduling point between them.
  * The chunks go from the end: widening to float32 writes float i over
  * the input bytes of elements at or after i, so every element must be
  * read before anything below it is written.  flax_normalize() runs
  * backwards inside a chunk for the same reason.  The parameters are the
- * configuration's current ones, under RCU (nothing here sleeps).
+ * configuration's current ones, copied under RCU once (so the whole
+ * tensor sees one configuration, and no chunk runs inside the RCU read
+ * section); their count is the model's, fixed at creation.
  */
 static int flax_preprocess(const struct flax_model *model, void *buf)
 {
 	u32 dtype = model->desc.input.dtype;
 	u32 esize = flax_dtype_size(dtype);
+	u32 count = model->desc.norm_count;
+	u32 local[2 * FLAX_NORM_PAIRS_ONSTACK];
 	u32 end = model->in_elems;
 	const struct flax_cfg *cfg;
+	struct flax_norm norm;
+	u32 *pairs = local;
+	u32 chunk;
 	int ret = 0;
 
+	if (count > FLAX_NORM_PAIRS_ONSTACK) {
+		pairs = kvmalloc_array(count, 2 * sizeof(u32), GFP_KERNEL);
+		if (!pairs)
+			return -ENOMEM;
+	}
 	rcu_read_lock();
 	cfg = rcu_dereference(model->cfg);
+	norm = cfg->norm;
+	if (norm.count == count) {
+		memcpy(pairs, norm.mean, (size_t)count * sizeof(u32));
+		memcpy(pairs + count, norm.std, (size_t)count * sizeof(u32));
+	}
+	rcu_read_unlock();
+	if (norm.count != count) {
+		ret = -EINVAL;
+		goto out_free;
+	}
+	norm.mean = pairs;
+	norm.std = pairs + count;
+
+	chunk = flax_normalize_chunk(dtype, &norm);
 	while (end && !ret) {
-		u32 n = (end - 1) % FLAX_FPU_CHUNK + 1;
+		u32 n = (end - 1) % chunk + 1;
 		u32 first = end - n;
 
 		flax_fpu_begin();
 		ret = flax_normalize(buf + (size_t)first * sizeof(u32),
 				     buf + (size_t)first * esize, dtype, first,
-				     n, &cfg->norm);
+				     n, &norm);
 		flax_fpu_end();
 		end = first;
+		cond_resched();
 	}
-	rcu_read_unlock();
+out_free:
+	if (pairs != local)
+		kvfree(pairs);
 	return ret;
 }
 
@@ -433,6 +491,11 @@ static int flax_slot_fill(struct flax_model *model, struct flax_slot *slot,
 {
 	void *buf = flax_in_slot(model, slot->index);
 
+	/*
+	 * The previous job's output must not become this one's when a worker
+	 * completes it without writing: the output slot starts zeroed.
+	 */
+	memset(flax_out_slot(model, slot->index), 0, model->layout.out_bytes);
 	if (flax_model_tokenizes(model))
 		return flax_tokenize_in(model, buf, io);
 	if (io->kin)
@@ -510,7 +573,7 @@ static bool flax_slot_is_done(const struct flax_slot *slot)
  * the caller's: freed, or left to its worker as ABANDONED.
  */
 static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
-			  unsigned long deadline)
+			  unsigned long deadline, s32 *worker_status)
 {
 	long left;
 	int ret;
@@ -524,6 +587,7 @@ static int flax_slot_wait(struct flax_model *model, struct flax_slot *slot,
 	case FLAX_SLOT_DONE:
 		/* A result that raced with the timeout or signal is taken. */
 		ret = slot->status;
+		*worker_status = slot->worker_status;
 		if (ret)
 			flax_slot_free(model, slot);
 		break;
@@ -580,18 +644,28 @@ out:
 	return ret;
 }
 
+/* Bytes of the tokenised input's attention mask that MEAN_POOL reads. */
+static size_t flax_mask_bytes(const struct flax_model *model)
+{
+	if (flax_model_tokenizes(model) && model->post.rows)
+		return (size_t)model->post.rows * sizeof(s32);
+	return 0;
+}
+
 /*
- * Copies the output slot of a DONE slot out, frees the slot and returns
- * the result: straight from the slot when there is nothing to do, else
- * postprocessed in @buf, in binary or text form.  @mask, if not NULL,
+ * Returns the result of a DONE job: straight from the output when there is
+ * nothing to do, else postprocessed in @buf, in binary or text form.  The
+ * output is in @slot, which this frees once it is copied, or, with @slot
+ * NULL, at @raw (as struct flax_areq.raw holds it).  @mask, if not NULL,
  * receives the tokenised input's attention mask for MEAN_POOL.
  */
-static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
-			    void *buf, s32 *mask, struct flax_infer_io *io,
-			    const struct flax_req_cfg *rc)
+static int flax_job_result(struct flax_model *model, struct flax_slot *slot,
+			   const void *raw, void *buf, s32 *mask,
+			   struct flax_infer_io *io,
+			   const struct flax_req_cfg *rc)
 {
-	const void *out = flax_out_slot(model, slot->index);
 	u32 out_bytes = model->layout.out_bytes;
+	const void *out, *msrc;
 	struct flax_post_out res = {
 		.data = buf,
 		.size = out_bytes,
@@ -600,21 +674,28 @@ static int flax_slot_result(struct flax_model *model, struct flax_slot *slot,
 	};
 	int ret;
 
+	if (slot) {
+		out = flax_out_slot(model, slot->index);
+		msrc = flax_in_slot(model, slot->index) +
+		       flax_mask_bytes(model);
+	} else {
+		out = raw;
+		msrc = raw + out_bytes;
+	}
 	if (!flax_model_has_post(model) && !io->text) {
 		/* Payload only: a worker changing it under us harms no one. */
 		ret = flax_io_out(io, out, out_bytes);
-		flax_slot_put(model, slot);
+		if (slot)
+			flax_slot_put(model, slot);
 		io->out_len = out_bytes;
 		return ret;
 	}
 
 	memcpy(buf, out, out_bytes);
 	if (mask)
-		memcpy(mask,
-		       flax_in_slot(model, slot->index) +
-			       (size_t)model->post.rows * sizeof(s32),
-		       (size_t)model->post.rows * sizeof(s32));
-	flax_slot_put(model, slot);
+		memcpy(mask, msrc, flax_mask_bytes(model));
+	if (slot)
+		flax_slot_put(model, slot);
 
 	if (flax_model_has_post(model))
 		flax_post_run(model, rc->topk, rc->threshold, buf, mask, &res);
@@ -669,15 +750,13 @@ static int flax_scratch_alloc(const struct flax_model *model,
 			      const struct flax_req_cfg *rc, bool text,
 			      void **buf, s32 **mask)
 {
-	size_t scratch, mask_bytes = 0;
+	size_t scratch, mask_bytes = flax_mask_bytes(model);
 
 	*buf = NULL;
 	*mask = NULL;
 	if (!flax_model_has_post(model) && !text)
 		return 0;
 	scratch = ALIGN(flax_post_scratch_size(model, rc->topk), 8);
-	if (flax_model_tokenizes(model) && model->post.rows)
-		mask_bytes = (size_t)model->post.rows * sizeof(s32);
 	*buf = kvmalloc(scratch + mask_bytes, GFP_KERNEL);
 	if (!*buf)
 		return -ENOMEM;
@@ -735,12 +814,12 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 	if (ret)
 		goto out;
 
-	ret = flax_slot_wait(model, slot, deadline);
+	ret = flax_slot_wait(model, slot, deadline, &io->worker_status);
 	if (ret)
 		goto out;
 
 	t = ktime_get();
-	ret = flax_slot_result(model, slot, buf, mask, io, &rc);
+	ret = flax_job_result(model, slot, NULL, buf, mask, io, &rc);
 	atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)), &st->post_ns);
 out:
 	kvfree(buf);
@@ -766,8 +845,9 @@ static bool flax_input_size_ok(const struct flax_model *model, size_t size)
  * -EINVAL for a bad request, -ENOSPC (and the size needed in output_size)
  * for a short output buffer, -EAGAIN for a non-blocking fd when max_queue
  * requests are under way, -ETIMEDOUT, -EINTR on a signal, -ENODEV if the
- * model was destroyed, the worker's status or -EIO if the job's workers
- * kept going away, -EFAULT, -E2BIG or -ENOMEM.
+ * model was destroyed, -EIO if the worker failed the job (its code in
+ * @worker_status) or the job's workers kept going away, -EFAULT, -E2BIG
+ * or -ENOMEM.
  */
 int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 {
@@ -779,7 +859,9 @@ int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
 	if (ret)
 		return ret;
-	if ((req.flags & ~FLAX_INFER_TEXT) || req.priority > FLAX_PRIORITY_MAX)
+	/* @output_size and @worker_status are written back; ignored here. */
+	if ((req.flags & ~FLAX_INFER_TEXT) ||
+	    req.priority > FLAX_PRIORITY_MAX || req.reserved)
 		return -EINVAL;
 
 	model = flax_model_get(req.model_id);
@@ -799,8 +881,9 @@ int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 	io.priority = req.priority;
 	io.timeout_ms = req.timeout_ms;
 	ret = flax_infer(model, &io);
-	if (!ret || ret == -ENOSPC) {
+	if (!ret || ret == -ENOSPC || io.worker_status) {
 		req.output_size = io.out_len;
+		req.worker_status = io.worker_status;
 		ret2 = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
 		ret = ret ?: ret2;
 	}
@@ -871,17 +954,57 @@ static void flax_areq_free(struct flax_areq *areq)
 {
 	/* Not on any list, no slot; its timeout may still be pending. */
 	cancel_delayed_work_sync(&areq->timeout);
+	kvfree(areq->raw);
 	kvfree(areq->result);
 	flax_model_put(areq->model);
 	kfree(areq);
 }
 
 /*
- * The request's time is up: a queued job leaves the queue and frees its
- * slot, a fetched one is left to its worker as abandoned; either way the
- * request ends with -ETIMEDOUT.  Runs in process context.
+ * A finished request gives its slot back: a failed one's at once, a
+ * successful one's once its output (and mask) are copied to @raw.  A
+ * REAP under way may be taking the result itself: then look again later.
+ * Without memory the result stays in the slot for REAP.
  */
-static void flax_areq_timeout(struct work_struct *work)
+static void flax_areq_unpin(struct flax_areq *areq)
+{
+	struct flax_client *client = areq->client;
+	struct flax_model *model = areq->model;
+	u32 out_bytes = model->layout.out_bytes;
+	struct flax_slot *slot;
+	void *raw;
+
+	if (!mutex_trylock(&client->reap_lock)) {
+		schedule_delayed_work(&areq->timeout, 1);
+		return;
+	}
+	slot = areq->slot;
+	if (!slot)
+		goto out_unlock;
+	if (!areq->status) {
+		raw = kvmalloc(out_bytes + flax_mask_bytes(model), GFP_KERNEL);
+		if (!raw)
+			goto out_unlock;
+		memcpy(raw, flax_out_slot(model, slot->index), out_bytes);
+		memcpy(raw + out_bytes,
+		       flax_in_slot(model, slot->index) +
+			       flax_mask_bytes(model),
+		       flax_mask_bytes(model));
+		areq->raw = raw;
+	}
+	areq->slot = NULL;
+	flax_slot_put(model, slot);
+out_unlock:
+	mutex_unlock(&client->reap_lock);
+}
+
+/*
+ * The request's work, in process context.  Once the request finished:
+ * flax_areq_unpin().  Before, its time is up: a queued job leaves the
+ * queue and frees its slot, a fetched one is left to its worker as
+ * abandoned; either way the request ends with -ETIMEDOUT.
+ */
+static void flax_areq_work(struct work_struct *work)
 {
 	struct flax_areq *areq =
 		container_of(to_delayed_work(work), struct flax_areq, timeout);
@@ -889,8 +1012,14 @@ static void flax_areq_timeout(struct work_struct *work)
 	struct flax_slot *slot;
 
 	spin_lock(&model->lock);
+	if (areq->finished) {
+		/* From here on only REAP, release and this touch @slot. */
+		spin_unlock(&model->lock);
+		flax_areq_unpin(areq);
+		return;
+	}
 	slot = areq->slot;
-	if (areq->finished || !slot)
+	if (!slot)
 		goto out_unlock;
 	switch (slot->state) {
 	case FLAX_SLOT_QUEUED:
@@ -898,14 +1027,14 @@ static void flax_areq_timeout(struct work_struct *work)
 		model->nqueued--;
 		areq->slot = NULL;
 		flax_slot_free(model, slot);
-		flax_areq_finish(areq, -ETIMEDOUT);
+		flax_areq_finish(areq, -ETIMEDOUT, 0);
 		break;
 	case FLAX_SLOT_FETCHED:
 		/* The worker frees the slot when it completes the job. */
 		slot->state = FLAX_SLOT_ABANDONED;
 		slot->async = NULL;
 		areq->slot = NULL;
-		flax_areq_finish(areq, -ETIMEDOUT);
+		flax_areq_finish(areq, -ETIMEDOUT, 0);
 		break;
 	case FLAX_SLOT_CLAIMED:
 		/* Still being submitted: look again in a tick. */
@@ -939,10 +1068,21 @@ static int flax_submit_one(struct flax_client *client, struct flax_model *model,
 	if (flax_model_tokenizes(model) && !smp_load_acquire(&model->vocab))
 		return -ENODATA;
 
-	areq = kzalloc(sizeof(*areq), GFP_KERNEL);
-	if (!areq)
-		return -ENOMEM;
-	INIT_DELAYED_WORK(&areq->timeout, flax_areq_timeout);
+	/* A place among the fd's unreaped requests, given back on failure. */
+	spin_lock(&client->lock);
+	if (client->npending >= flax_max_pending) {
+		spin_unlock(&client->lock);
+		return -EBUSY;
+	}
+	client->npending++;
+	spin_unlock(&client->lock);
+
+	areq = kzalloc(sizeof(*areq), GFP_KERNEL_ACCOUNT);
+	if (!areq) {
+		ret = -ENOMEM;
+		goto err_unreserve;
+	}
+	INIT_DELAYED_WORK(&areq->timeout, flax_areq_work);
 	INIT_LIST_HEAD(&areq->done_node);
 	areq->client = client;
 	kobject_get(&model->kobj);
@@ -974,7 +1114,6 @@ static int flax_submit_one(struct flax_client *client, struct flax_model *model,
 	e->ticket = client->next_ticket++;
 	areq->ticket = e->ticket;
 	list_add_tail(&areq->node, &client->all);
-	client->npending++;
 	spin_unlock(&client->lock);
 	/* Before the job can finish and be reaped: areq may go at once. */
 	schedule_delayed_work(&areq->timeout, flax_jiffies_left(deadline));
@@ -985,7 +1124,6 @@ static int flax_submit_one(struct flax_client *client, struct flax_model *model,
 		cancel_delayed_work_sync(&areq->timeout);
 		spin_lock(&client->lock);
 		list_del(&areq->node);
-		client->npending--;
 		spin_unlock(&client->lock);
 		areq->slot = NULL;
 		goto err_free;
@@ -995,6 +1133,10 @@ static int flax_submit_one(struct flax_client *client, struct flax_model *model,
 err_free:
 	flax_infer_account(model, ret, areq->start);
 	flax_areq_free(areq);
+err_unreserve:
+	spin_lock(&client->lock);
+	client->npending--;
+	spin_unlock(&client->lock);
 	return ret;
 }
 
@@ -1006,23 +1148,26 @@ err_free:
  *
  * Return: 0 with @submitted requests queued (their tickets written), or
  * the error of the first entry when none was: -ENOENT, -EINVAL, -EAGAIN,
- * -ETIMEDOUT, -EINTR, -ENODEV, -ENODATA, -EILSEQ, -EFAULT, -E2BIG or
- * -ENOMEM.
+ * -EBUSY (max_pending requests of the fd not reaped), -ETIMEDOUT, -EINTR,
+ * -ENODEV, -ENODATA, -EILSEQ, -EFAULT, -E2BIG or -ENOMEM.
  */
 int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
 {
 	struct flax_file *ff = file->private_data;
-	struct flax_submit_entry __user *ue;
 	struct flax_submit req;
 	struct flax_model *model;
+	u64 __user *uticket;
+	u8 __user *ue;
+	u32 esize, i;
 	int ret;
-	u32 i;
 
 	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
 	if (ret)
 		return ret;
-	if ((req.flags & ~FLAX_INFER_TEXT) || req.reserved ||
-	    req.priority > FLAX_PRIORITY_MAX)
+	esize = req.entry_size ?: FLAX_SUBMIT_ENTRY_SIZE_VER0;
+	if ((req.flags & ~FLAX_INFER_TEXT) ||
+	    esize < FLAX_SUBMIT_ENTRY_SIZE_VER0 ||
+	    esize > FLAX_ENTRY_SIZE_MAX || req.priority > FLAX_PRIORITY_MAX)
 		return -EINVAL;
 	model = flax_model_get(req.model_id);
 	if (!model)
@@ -1033,13 +1178,13 @@ int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
 
 	ue = u64_to_user_ptr(req.entries);
 	req.submitted = 0;
-	for (i = 0; i < req.count; i++) {
+	for (i = 0; i < req.count; i++, ue += esize) {
 		struct flax_submit_entry e;
 
-		if (copy_from_user(&e, &ue[i], sizeof(e))) {
-			ret = -EFAULT;
+		/* @ticket is an out field: whatever it holds is ignored. */
+		ret = copy_struct_from_user(&e, sizeof(e), ue, esize);
+		if (ret)
 			break;
-		}
 		ret = flax_submit_one(&ff->client, model, &e,
 				      req.flags & FLAX_INFER_TEXT,
 				      file->f_flags & O_NONBLOCK, req.priority);
@@ -1047,7 +1192,8 @@ int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
 			break;
 		req.submitted++;
 		/* Queued already: a lost ticket still has its user_data. */
-		if (put_user(e.ticket, &ue[i].ticket)) {
+		uticket = (u64 __user *)(ue + offsetof(typeof(e), ticket));
+		if (put_user(e.ticket, uticket)) {
 			ret = -EFAULT;
 			break;
 		}
@@ -1077,8 +1223,10 @@ static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
 	e->ticket = areq->ticket;
 	e->user_data = areq->user_data;
 	e->status = areq->status;
+	e->worker_status = areq->worker_status;
+	e->reserved = 0;
 	if (areq->status) {
-		/* A worker's error leaves the slot DONE, and ours. */
+		/* A failed job's slot may still be ours: DONE. */
 		if (areq->slot)
 			flax_slot_put(model, areq->slot);
 		areq->slot = NULL;
@@ -1087,7 +1235,7 @@ static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
 	}
 
 	if (!areq->result) {
-		/* The first REAP of it: out of the slot, postprocessed. */
+		/* The first REAP of it: out of the slot or @raw, postprocessed. */
 		slot = areq->slot;
 		ret = flax_scratch_alloc(model, &areq->rc, areq->text, &buf,
 					 &mask);
@@ -1104,10 +1252,13 @@ static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
 		io.out_cap = areq->rc.result_size;
 		io.ktext = (char **)&out;
 		t = ktime_get();
-		ret = flax_slot_result(model, slot, buf, mask, &io, &areq->rc);
+		ret = flax_job_result(model, slot, areq->raw, buf, mask, &io,
+				      &areq->rc);
 		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), t)),
 			     &model->stats.post_ns);
 		areq->slot = NULL;
+		kvfree(areq->raw);
+		areq->raw = NULL;
 		kvfree(buf);
 		if (ret) {
 			kvfree(out);
@@ -1160,14 +1311,22 @@ int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize)
 {
 	struct flax_client *client =
 		&((struct flax_file *)file->private_data)->client;
-	struct flax_reap_entry __user *ue;
 	struct flax_reap req;
+	u8 __user *ue;
+	u32 esize;
 	int ret;
 
 	ret = copy_struct_from_user(&req, sizeof(req), argp, usize);
 	if (ret)
 		return ret;
-	if (req.flags || req.reserved || !req.count)
+	/* The struct's size tells which header the caller was built with. */
+	esize = req.entry_size;
+	if (!esize && usize < FLAX_REAP_SIZE_VER1)
+		esize = FLAX_REAP_ENTRY_SIZE_VER0;
+	else if (!esize)
+		esize = FLAX_REAP_ENTRY_SIZE_VER1;
+	if (req.flags || req.reserved || req.__pad0 || !req.count ||
+	    esize < FLAX_REAP_ENTRY_SIZE_VER0 || esize > FLAX_ENTRY_SIZE_MAX)
 		return -EINVAL;
 	if (req.timeout_ms &&
 	    flax_client_wait(client, msecs_to_jiffies(req.timeout_ms)) < 0)
@@ -1177,6 +1336,7 @@ int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize)
 	req.reaped = 0;
 	mutex_lock(&client->reap_lock);
 	while (req.reaped < req.count) {
+		u8 __user *uentry = ue + (size_t)req.reaped * esize;
 		struct flax_reap_entry e;
 		struct flax_areq *areq;
 		int consumed;
@@ -1187,16 +1347,16 @@ int flax_ioctl_reap(struct file *file, void __user *argp, unsigned int usize)
 		spin_unlock(&client->lock);
 		if (!areq)
 			break;
-		if (copy_from_user(&e, &ue[req.reaped], sizeof(e))) {
-			ret = -EFAULT;
+		/* In: @output, @output_size; the rest is written back. */
+		ret = copy_struct_from_user(&e, sizeof(e), uentry, esize);
+		if (ret)
 			break;
-		}
 		consumed = flax_areq_reap(areq, &e);
 		if (consumed < 0) {
 			ret = consumed;
 			break;
 		}
-		if (copy_to_user(&ue[req.reaped], &e, sizeof(e))) {
+		if (copy_to_user(uentry, &e, min_t(size_t, esize, sizeof(e)))) {
 			ret = -EFAULT;
 			break;
 		}
@@ -1320,7 +1480,7 @@ static void flax_worker_release_one(struct flax_worker *worker)
 			model->nqueued++;
 			wake = true;
 		} else {
-			flax_slot_done(model, slot, -EIO);
+			flax_slot_done(model, slot, -EIO, 0);
 		}
 	}
 	/* Backwards, so that they keep their order at the front. */
@@ -1404,6 +1564,18 @@ int flax_ioctl_worker_attach(struct file *file, void __user *argp,
 	spin_unlock(&model->lock);
 
 	/*
+	 * The answer first: a caller who cannot take it is no worker.  Until
+	 * it is published below, nothing but this call knows the worker.
+	 */
+	req.worker = index;
+	req.layout = model->layout;
+	ret = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+	if (ret) {
+		flax_worker_release_one(worker);
+		return ret;
+	}
+
+	/*
 	 * One model per fd, set once.  The full barrier of cmpxchg() orders
 	 * the worker's initialisation before its publication.
 	 */
@@ -1412,10 +1584,7 @@ int flax_ioctl_worker_attach(struct file *file, void __user *argp,
 		flax_worker_release_one(worker);
 		return -EINVAL;
 	}
-
-	req.worker = index;
-	req.layout = model->layout;
-	return flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
+	return 0;
 
 err_unlock:
 	spin_unlock(&model->lock);
@@ -1437,10 +1606,7 @@ static int flax_complete_one(struct flax_worker *worker,
 
 	if (model->dead)
 		return -ENODEV;
-	/*
-	 * Only user-visible errnos: the kernel-internal ones from
-	 * -ERESTARTSYS down would restart or confuse the client's syscall.
-	 */
+	/* A failure's code is the worker's: -1 to -FLAX_STATUS_ERRNO_MAX. */
 	if (c->reserved || c->status > 0 ||
 	    c->status < -FLAX_STATUS_ERRNO_MAX ||
 	    c->slot >= model->layout.nslots)
@@ -1463,7 +1629,8 @@ static int flax_complete_one(struct flax_worker *worker,
 	if (slot->state == FLAX_SLOT_ABANDONED)
 		flax_slot_free(model, slot);
 	else
-		flax_slot_done(model, slot, c->status);
+		/* The worker's code is reported, never returned as the errno. */
+		flax_slot_done(model, slot, c->status ? -EIO : 0, c->status);
 	return 0;
 }
 
@@ -1653,7 +1820,7 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 				model->job_wait,
 				flax_fetch_cond(model, max_jobs), left);
 			if (ret == -ERESTARTSYS)
-				return -ERESTARTSYS;
+				return -EINTR;
 			continue;
 		}
 
@@ -1667,8 +1834,12 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
 			if (!ret)
 				return 0;
 		}
+		/*
+		 * Not restarted: a restart would wait the whole relative
+		 * timeout again.
+		 */
 		if (ret < 0)
-			return -ERESTARTSYS;
+			return -EINTR;
 	}
 }
 
@@ -1687,7 +1858,7 @@ static int flax_fetch_jobs(struct flax_worker *worker, struct flax_fetch *req)
  *
  * Return: 0, -EINVAL for bad arguments or a bad completion, -ENXIO if the
  * fd is not a worker, -ENODEV if the model was destroyed,
- * -ERESTARTSYS, -EFAULT or -E2BIG.
+ * -EINTR (a signal before any completion was applied), -EFAULT or -E2BIG.
  */
 int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize)
 {
@@ -1716,10 +1887,10 @@ int flax_ioctl_fetch(struct file *file, void __user *argp, unsigned int usize)
 				 req.ncomplete, &req.done);
 	if (!ret) {
 		ret = flax_fetch_jobs(worker, &req);
-		if (ret == -ERESTARTSYS && req.done)
+		if (ret == -EINTR && req.done)
 			ret = 0;
 	}
-	if (ret == -ERESTARTSYS)
+	if (ret == -EINTR)
 		return ret;
 	ret2 = flax_copy_struct_to_user(argp, usize, &req, sizeof(req));
 	return ret ?: ret2;

@@ -208,8 +208,10 @@ static int flax_cfg_check(const struct flax_model *model, struct flax_cfg *cfg)
 		    flax_f32_nan(cfg->threshold) :
 		    cfg->threshold != 0)
 		return -EINVAL;
-	if (!cfg->timeout_ms || !cfg->max_batch || cfg->max_batch > nslots ||
-	    !cfg->max_queue || cfg->max_queue > nslots ||
+	if (!cfg->timeout_ms || cfg->timeout_ms > flax_max_timeout_ms)
+		return -EINVAL;
+	if (!cfg->max_batch || cfg->max_batch > nslots || !cfg->max_queue ||
+	    cfg->max_queue > nslots ||
 	    cfg->max_queue_delay_us > FLAX_MAX_WAIT_US)
 		return -EINVAL;
 	for (i = 0; i < norm->count; i++) {
@@ -322,7 +324,8 @@ err_free:
 
 /*
  * Copies the settings that may change into @desc: those of the current
- * configuration.  The norm pointers are left alone.
+ * configuration, and the number of workers attached now.  The norm
+ * pointers are left alone.
  */
 static void flax_model_desc_live(struct flax_model *model,
 				 struct flax_model_desc *desc)
@@ -340,6 +343,8 @@ static void flax_model_desc_live(struct flax_model *model,
 	desc->result_size = cfg->result_size;
 	desc->text_size = cfg->text_size;
 	rcu_read_unlock();
+	/* A snapshot, as sysfs "workers" reads it. */
+	desc->nworkers = READ_ONCE(model->nworkers);
 }
 
 /* Lays the region out: header, FLAX_MAX_WORKERS rings, input, output. */
@@ -415,7 +420,7 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	u32 i;
 	int ret;
 
-	/* @id, @result_size and @text_size are out fields: ignored. */
+	/* @id, @result_size, @text_size, @nworkers: out fields, ignored. */
 	if (memchr_inv(desc->reserved, 0, sizeof(desc->reserved)) ||
 	    desc->__pad0)
 		return ERR_PTR(-EINVAL);
@@ -429,10 +434,17 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	if (flax_check_norm(desc, in_elems) ||
 	    flax_post_plan(desc, &desc->output, out_elems, &plan))
 		return ERR_PTR(-EINVAL);
-	/* Pooling a tokenised input's outputs: one row per token. */
-	if (desc->pre_op == FLAX_PRE_TOKENIZE && plan.rows &&
-	    plan.rows != desc->input.dims[1])
+	/*
+	 * Pooling a tokenised input's outputs, here or in the worker: one
+	 * row per token.  flax_post_plan() accepts MEAN_POOL only first.
+	 */
+	if (desc->pre_op == FLAX_PRE_TOKENIZE &&
+	    desc->post_ops[0] == FLAX_POST_MEAN_POOL &&
+	    desc->output.dims[0] != desc->input.dims[1])
 		return ERR_PTR(-EINVAL);
+	/* The worker's steps done, its output slot holds the vector. */
+	if (desc->worker_post)
+		out_elems = plan.vec_elems;
 	if (nslots > flax_max_slots)
 		return ERR_PTR(-EINVAL);
 
@@ -677,7 +689,13 @@ EXPORT_SYMBOL_GPL(flax_model_input_size);
 /* Documented in flaxdev_kapi.h. */
 size_t flax_model_result_size(const struct flax_model *model)
 {
-	return model->desc.result_size;
+	size_t size;
+
+	/* The current k's: sysfs may have changed it since creation. */
+	rcu_read_lock();
+	size = rcu_dereference(model->cfg)->result_size;
+	rcu_read_unlock();
+	return size;
 }
 EXPORT_SYMBOL_GPL(flax_model_result_size);
 
@@ -751,20 +769,28 @@ out_put:
 static int flax_model_copy_norm_out(struct flax_model *model, u64 mean, u64 std)
 {
 	u32 count = model->desc.norm_count;
-	struct flax_cfg *cfg;
+	size_t bytes = count * sizeof(u32);
+	const struct flax_cfg *cfg;
+	u32 *copy;
 	int ret = 0;
 
-	/* A stable copy: the user copy may fault and sleep. */
-	mutex_lock(&model->cfg_lock);
-	cfg = rcu_dereference_protected(model->cfg,
-					lockdep_is_held(&model->cfg_lock));
-	if (mean && copy_to_user(u64_to_user_ptr(mean), cfg->norm.mean,
-				 count * sizeof(u32)))
+	/*
+	 * A stable copy, taken under RCU: the user copy may fault and sleep,
+	 * and no lock is held across it.
+	 */
+	copy = kvmalloc_array(2, bytes, GFP_KERNEL);
+	if (!copy)
+		return -ENOMEM;
+	rcu_read_lock();
+	cfg = rcu_dereference(model->cfg);
+	memcpy(copy, cfg->norm.mean, bytes);
+	memcpy(copy + count, cfg->norm.std, bytes);
+	rcu_read_unlock();
+	if (mean && copy_to_user(u64_to_user_ptr(mean), copy, bytes))
 		ret = -EFAULT;
-	if (std && copy_to_user(u64_to_user_ptr(std), cfg->norm.std,
-				count * sizeof(u32)))
+	if (std && copy_to_user(u64_to_user_ptr(std), copy + count, bytes))
 		ret = -EFAULT;
-	mutex_unlock(&model->cfg_lock);
+	kvfree(copy);
 	return ret;
 }
 
@@ -897,6 +923,7 @@ static struct flax_labelset *flax_labels_parse(struct flax_model *model,
 	struct flax_labelset *labels;
 	size_t bytes = size, pos, end;
 	u32 count = 0, i;
+	const char *why;
 	int ret;
 
 	if (size && text[size - 1] != '\n')
@@ -923,8 +950,9 @@ static struct flax_labelset *flax_labels_parse(struct flax_model *model,
 				goto err_line;
 		}
 		ret = -E2BIG;
-		if (++count > max)
+		if (count == max)
 			goto err_line;
+		count++;
 	}
 
 	labels->off = kvmalloc_array(count + 1, sizeof(u32), GFP_KERNEL);
@@ -942,12 +970,17 @@ static struct flax_labelset *flax_labels_parse(struct flax_model *model,
 	return labels;
 
 err_line:
-	pr_info("model %s: labels: line %u rejected: %s\n", model->desc.name,
-		count + 1,
-		ret == -E2BIG ? "more labels than output elements or 65536" :
-		end == pos    ? "empty" :
-		end - pos > FLAX_LABEL_MAX ? "longer than 127 bytes" :
-					     "control character");
+	if (ret == -E2BIG)
+		why = "more labels than output elements or 65536";
+	else if (end == pos)
+		why = "empty";
+	else if (end - pos > FLAX_LABEL_MAX)
+		why = "longer than 127 bytes";
+	else
+		why = "control character";
+	/* The lines before this one were good: @count of them. */
+	pr_info_ratelimited("model %s: labels: line %u rejected: %s\n",
+			    model->desc.name, count + 1, why);
 	kvfree(labels);
 	return ERR_PTR(ret);
 }
@@ -1130,8 +1163,8 @@ int flax_ioctl_vocab_set(struct file *file, void __user *argp,
 	ret = flax_vocab_parse(text, req.size, &vocab, &req.bad_line);
 	kvfree(text);
 	if (ret) {
-		pr_info("model %s: vocabulary rejected (%d) at line %u\n",
-			model->desc.name, ret, req.bad_line);
+		pr_info_ratelimited("model %s: vocabulary: error %d, line %u\n",
+				    model->desc.name, ret, req.bad_line);
 		if (ret == -EINVAL || ret == -E2BIG)
 			flax_copy_struct_to_user(argp, usize, &req,
 						 sizeof(req));

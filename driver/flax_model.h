@@ -60,7 +60,10 @@ enum flax_slot_state {
  * @tag: generation, bumped at every claim and requeue.
  * @retries: requeues after a worker died.
  * @priority: the request's priority (the queue's order).
- * @status: 0 or the negative errno of a DONE job.
+ * @status: 0 or the negative errno of a DONE job: -EIO when the worker
+ *	failed it.
+ * @worker_status: the worker's own code of a failed job (its completion
+ *	status), 0 otherwise; never the client's errno.
  * @wait: the client waits here for DONE.
  * @async: the asynchronous request (FLAX_IOC_SUBMIT) that owns the slot,
  *	or NULL for a synchronous one; told when the slot is DONE.
@@ -78,6 +81,7 @@ struct flax_slot {
 	u32 retries;
 	u32 priority;
 	int status;
+	s32 worker_status;
 	wait_queue_head_t wait;
 	struct flax_areq *async;
 };

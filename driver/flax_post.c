@@ -5,8 +5,9 @@
  * context, and the text form of a result (FLAX_INFER_TEXT, sysfs).
  *
  * The numeric steps are the shared C of flax_ops.c; this file only cuts
- * the work into FLAX_FPU_CHUNK pieces, each in its own FPU section, so
- * that preemption is never held off for a whole tensor.  Selecting the
+ * the work into FLAX_FPU_CHUNK pieces, each in its own FPU section with
+ * a scheduling point (cond_resched()) after it, so that preemption is
+ * never held off for a whole tensor.  Selecting the
  * top k of a long vector is done chunk by chunk and merged here with
  * Nothing here uses floating point itself.
  *
@@ -19,6 +20,7 @@
 #include <linux/limits.h>
 #include <linux/minmax.h>
 #include <linux/overflow.h>
+#include <linux/sched.h>
 #include <linux/string.h>
 
 #include "flax_model.h"
@@ -41,11 +43,17 @@ static bool flax_post_is_select(u8 op)
  * @out_elems: its element count.
  * @plan: filled in on success.
  *
- * The accepted chains are listed in the UAPI header.
+ * The accepted chains are listed in the UAPI header.  The first
+ * @desc->worker_post steps are the worker's (struct flax_model_desc): the
+ * plan holds only the kernel's part of the chain, so a leading MEAN_POOL
+ * run by the worker leaves a [D] output slot, @plan->rows 0 and the
+ * same @plan->vec_elems (the result's size does not change).
  *
  * Return: 0, or -EINVAL for a chain that is not accepted, a MEAN_POOL on
  * an output that is not two-dimensional, a k out of range, a threshold
- * given without THRESHOLD or a NaN threshold.
+ * given without THRESHOLD, a NaN threshold, or a @worker_post beyond
+ * the chain or over a step a worker may not run (only a leading
+ * MEAN_POOL).
  */
 int flax_post_plan(const struct flax_model_desc *desc,
 		   const struct flax_tensor_spec *out, u32 out_elems,
@@ -80,6 +88,15 @@ int flax_post_plan(const struct flax_model_desc *desc,
 	if (memchr_inv(ops + i, FLAX_POST_END, FLAX_POST_CHAIN_MAX - i))
 		return -EINVAL;
 	plan->vec_ops[v] = FLAX_POST_END;
+
+	/* The worker may pool; the kernel's chain starts after it. */
+	if (desc->worker_post) {
+		if (desc->worker_post != 1 ||
+		    plan->vec_ops[0] != FLAX_POST_MEAN_POOL)
+			return -EINVAL;
+		memmove(plan->vec_ops, plan->vec_ops + 1, v);
+		plan->rows = 0;
+	}
 
 	if (flax_post_check_k(plan, desc->topk))
 		return -EINVAL;
@@ -212,24 +229,29 @@ static void flax_post_softmax(void *vec, u32 n, bool log)
 	struct flax_smx smx;
 	u32 first, c;
 
-	flax_smx_init(&smx);
 	for (first = 0; first < n; first += c) {
 		c = min_t(u32, n - first, FLAX_FPU_CHUNK);
 		flax_fpu_begin();
+		/* flax_ops.o code, SSE registers included: inside the section */
+		if (!first)
+			flax_smx_init(&smx);
 		flax_smx_max(&smx, vec + (size_t)first * sizeof(u32), c);
 		flax_fpu_end();
+		cond_resched();
 	}
 	for (first = 0; first < n; first += c) {
 		c = min_t(u32, n - first, FLAX_FPU_CHUNK);
 		flax_fpu_begin();
 		flax_smx_sum(&smx, vec + (size_t)first * sizeof(u32), c);
 		flax_fpu_end();
+		cond_resched();
 	}
 	for (first = 0; first < n; first += c) {
 		c = min_t(u32, n - first, FLAX_FPU_CHUNK);
 		flax_fpu_begin();
 		flax_smx_apply(&smx, vec + (size_t)first * sizeof(u32), c, log);
 		flax_fpu_end();
+		cond_resched();
 	}
 }
 
@@ -242,6 +264,7 @@ static void flax_post_sigmoid(void *vec, u32 n)
 		flax_fpu_begin();
 		flax_sigmoid(vec + (size_t)first * sizeof(u32), c);
 		flax_fpu_end();
+		cond_resched();
 	}
 }
 
@@ -255,35 +278,64 @@ static void flax_post_l2(void *vec, u32 n)
 		flax_fpu_begin();
 		flax_sumsq(&acc, vec + (size_t)first * sizeof(u32), c);
 		flax_fpu_end();
+		cond_resched();
 	}
 	for (first = 0; first < n; first += c) {
 		c = min_t(u32, n - first, FLAX_FPU_CHUNK);
 		flax_fpu_begin();
 		flax_l2_apply(vec + (size_t)first * sizeof(u32), c, acc);
 		flax_fpu_end();
+		cond_resched();
 	}
 }
 
-/* Averages the rows of (rows, d) @vec whose @mask is set into @vec[0..d). */
+/*
+ * Averages the rows of (rows, d) @vec whose @mask is set into @vec[0..d).
+ * Each FPU section covers at most FLAX_FPU_CHUNK elements: whole rows
+ * when they fit, else one row in column pieces (the sums are column by
+ * column, so the pieces add exactly what whole rows would).  @acc is
+ * separate memory, so the finish may go piece by piece too.
+ */
 static void flax_post_pool(const struct flax_post_plan *plan,
 			   struct flax_post_scratch *s, const s32 *mask)
 {
 	u32 d = plan->vec_elems, rows = plan->rows;
 	u32 step = max_t(u32, 1, FLAX_FPU_CHUNK / d);
-	u32 r, c, ntokens = 0;
+	u32 r, c, j, w, ntokens = 0;
+	void *row;
 
 	memset(s->acc, 0, (size_t)d * sizeof(u64));
 	for (r = 0; r < rows; r += c) {
 		c = min(rows - r, step);
-		flax_fpu_begin();
-		ntokens += flax_pool_acc(s->acc,
-					 s->vec + (size_t)r * d * sizeof(u32),
-					 mask ? mask + r : NULL, c, d);
-		flax_fpu_end();
+		row = s->vec + (size_t)r * d * sizeof(u32);
+		if (c > 1 || d <= FLAX_FPU_CHUNK) {
+			flax_fpu_begin();
+			ntokens += flax_pool_acc(s->acc, row,
+						 mask ? mask + r : NULL, c, d);
+			flax_fpu_end();
+			cond_resched();
+			continue;
+		}
+		if (mask && !mask[r])
+			continue;
+		for (j = 0; j < d; j += w) {
+			w = min_t(u32, d - j, FLAX_FPU_CHUNK);
+			flax_fpu_begin();
+			flax_pool_acc(s->acc + j, row + (size_t)j * sizeof(u32),
+				      NULL, 1, w);
+			flax_fpu_end();
+			cond_resched();
+		}
+		ntokens++;
 	}
-	flax_fpu_begin();
-	flax_pool_finish(s->vec, s->acc, d, ntokens);
-	flax_fpu_end();
+	for (j = 0; j < d; j += w) {
+		w = min_t(u32, d - j, FLAX_FPU_CHUNK);
+		flax_fpu_begin();
+		flax_pool_finish(s->vec + (size_t)j * sizeof(u32), s->acc + j,
+				 w, ntokens);
+		flax_fpu_end();
+		cond_resched();
+	}
 }
 
 static u32 flax_post_topk(struct flax_post_scratch *s, u32 n, u32 k)
@@ -296,6 +348,7 @@ static u32 flax_post_topk(struct flax_post_scratch *s, u32 n, u32 k)
 		count = flax_topk_add(s->vec + (size_t)first * sizeof(u32), c,
 				      first, k, count, s->res->entries);
 		flax_fpu_end();
+		cond_resched();
 	}
 	return count;
 }
@@ -310,6 +363,7 @@ static u32 flax_post_threshold(struct flax_post_scratch *s, u32 n, u32 thr)
 		count += flax_threshold(s->vec + (size_t)first * sizeof(u32), c,
 					thr, first, s->res->entries + count);
 		flax_fpu_end();
+		cond_resched();
 	}
 	return count;
 }

@@ -236,19 +236,18 @@ FLAX_CFG_RW(max_queue);
 FLAX_CFG_RO(result_size);
 FLAX_CFG_RO(text_size);
 
-/* Prints @n binary32 values read by @get so that they read back exactly. */
+/*
+ * Prints @n binary32 values so that they read back exactly, or fails with
+ * -EFBIG when they do not fit the one page a sysfs file shows (a long
+ * normalisation array: FLAX_IOC_MODEL_GET returns every value).  Never
+ * a cut list.
+ */
 static ssize_t flax_emit_f32s(char *buf, const u32 *vals, u32 n)
 {
-	int len = 0;
-	u32 i;
+	int len = flax_fmt_f32_list(buf, PAGE_SIZE, vals, n, FLAX_EXACT_PREC);
 
-	for (i = 0; i < n && len < PAGE_SIZE - FLAX_NUM_TEXT_MAX - 2; i++) {
-		if (i)
-			buf[len++] = ' ';
-		len += flax_fmt_f32(buf + len, PAGE_SIZE - len, vals[i],
-				    FLAX_EXACT_PREC);
-	}
-	len += sysfs_emit_at(buf, len, "\n");
+	if (len < 0 || len >= PAGE_SIZE)
+		return -EFBIG;
 	return len;
 }
 

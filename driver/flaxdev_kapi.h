@@ -89,7 +89,9 @@ size_t flax_model_input_size(const struct flax_model *model);
  * Context: any.
  *
  * Return: the smallest @result_size flax_model_infer() accepts, and the
- * number of bytes it writes.
+ * number of bytes it writes, with the model's settings now: a change of
+ * its k through sysfs changes it, so size each request's buffer by a
+ * fresh call (or for FLAX_TOPK_MAX entries).
  */
 size_t flax_model_result_size(const struct flax_model *model);
 

@@ -321,7 +321,9 @@ class AsyncClient:
         if pending is None or pending.future.done():
             return  # not this client's, or its task was cancelled: dropped
         if raw.status:
-            err = request_error(raw.status, self.model, pending.timeout_ms, self.device.path)
+            err = request_error(
+                raw.status, self.model, pending.timeout_ms, self.device.path, raw.worker_status
+            )
             pending.future.set_exception(err)
             return
         try:

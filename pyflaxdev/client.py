@@ -357,7 +357,9 @@ class Client:
             return  # not this client's, failed at submission, or cancelled
         value: Result | str | BaseException
         if raw.status:
-            value = request_error(raw.status, self.model, pending.timeout_ms, self.device.path)
+            value = request_error(
+                raw.status, self.model, pending.timeout_ms, self.device.path, raw.worker_status
+            )
         else:
             try:
                 value = decode_result(self.model, pending.text, raw.data)

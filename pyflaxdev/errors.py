@@ -122,9 +122,15 @@ class Interrupted(FlaxError, InterruptedError):
 
 
 class WorkerFailed(FlaxError):
-    """The worker failed the job, or died too often while holding it (``EIO``)."""
+    """The worker failed the job, or died too often while holding it (``EIO``).
+
+    ``worker_status`` is the worker's own (positive) error code when it
+    failed the job, 0 when its workers went away: the kernel reports a
+    worker's code beside ``EIO``, never as the call's errno.
+    """
 
     default_errno = codes.EIO
+    worker_status: int = 0
 
 
 class BufferTooSmall(FlaxError):
@@ -226,7 +232,7 @@ _MESSAGES: dict[tuple[str, int], str] = {
     ("INFER", codes.ENODEV): "model {model!r} was destroyed during the request",
     ("INFER", codes.ETIMEDOUT): "inference on model {model!r} timed out after {timeout_ms} ms"
     " (is a worker serving it?)",
-    ("INFER", codes.EIO): "the worker failed the request on model {model!r}",
+    ("INFER", codes.EIO): "the worker failed the request on model {model!r}{worker_detail}",
     ("INFER", codes.ENOSPC): "result of model {model!r} needs {needed} bytes, buffer has {have}",
     ("INFER", codes.EINVAL): "request for model {model!r} rejected by the module",
     ("INFER", codes.EINTR): "inference on model {model!r} interrupted by a signal",
@@ -308,6 +314,14 @@ def error_for(code: int, op: str, context: Mapping[str, object] | None = None) -
     """
     ctx: dict[str, object] = {"op": op, "path": "the device"}
     ctx.update(context or {})
+    worker = ctx.get("worker_status")
+    ctx["worker_detail"] = (
+        f" (the worker's code: {errno_name(worker)})"
+        if isinstance(worker, int) and worker
+        else " (its workers went away too often)"
+        if "worker_status" in ctx
+        else ""
+    )
     message = None
     for template in (_MESSAGES.get((op, code)), _GENERIC.get(code)):
         if template is not None:
@@ -324,6 +338,9 @@ def error_for(code: int, op: str, context: Mapping[str, object] | None = None) -
         exc.filename = path
     if isinstance(exc, BufferTooSmall) and isinstance(ctx.get("needed"), int):
         exc.needed = ctx["needed"]  # type: ignore[assignment]
+    if isinstance(exc, WorkerFailed):
+        worker = ctx.get("worker_status")
+        exc.worker_status = worker if isinstance(worker, int) else 0
     return exc
 
 

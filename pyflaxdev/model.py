@@ -269,6 +269,7 @@ class Model:
                     "timeout_ms": self._budget_ms(timeout_ms) or "the model's timeout",
                     "needed": int(req.output_size),
                     "have": size,
+                    "worker_status": -int(req.worker_status),
                 },
             )
         return bytes(ffi.buffer(out, min(int(req.output_size), size)))

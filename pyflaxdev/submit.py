@@ -84,13 +84,16 @@ class RawResult:
     """One entry of a REAP, undecoded.
 
     ``status`` is 0 or the request's (positive) errno; ``data`` the result's
-    bytes (empty for a failed request).
+    bytes (empty for a failed request); ``worker_status`` the worker's own
+    (positive) error code when the worker failed the request (``status``
+    ``EIO``), else 0.
     """
 
     ticket: int
     user_data: int
     status: int
     data: bytes
+    worker_status: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,7 +302,8 @@ def _raw(entry: Any, buf: Any, size: int) -> RawResult:
     if length > size:
         raise FlaxError(f"REAP wrote {length} bytes into a {size}-byte buffer (module bug)")
     data = bytes(ffi.buffer(buf, length))
-    return RawResult(int(entry.ticket), int(entry.user_data), -status, data)
+    worker = -int(entry.worker_status)
+    return RawResult(int(entry.ticket), int(entry.user_data), -status, data, worker)
 
 
 def _reap_grown(fd: int, needed: int, had: int) -> tuple[int | None, list[RawResult]]:
@@ -354,14 +358,19 @@ def decode_result(model: Model, text: bool, data: bytes) -> Result | str:
 
 
 def request_error(
-    code: int, model: Model | None, timeout_ms: int = 0, path: str | None = None
+    code: int,
+    model: Model | None,
+    timeout_ms: int = 0,
+    path: str | None = None,
+    worker_status: int = 0,
 ) -> FlaxError:
     """The exception for a request that finished with errno ``code``.
 
     The class and message are those of ``FLAX_IOC_INFER`` failing with it
-    (``ETIMEDOUT`` gives :class:`~pyflaxdev.errors.Timeout`, ...).
+    (``ETIMEDOUT`` gives :class:`~pyflaxdev.errors.Timeout`, ...);
+    ``worker_status`` is the worker's own code of a job it failed.
     """
-    ctx: dict[str, object] = {}
+    ctx: dict[str, object] = {"worker_status": worker_status}
     if path is not None:
         ctx["path"] = path
     if model is not None:
@@ -373,7 +382,7 @@ def request_error(
 def _complete(raw: RawResult, model: Model, text: bool, timeout_ms: int) -> Completion:
     path = model.device.path
     if raw.status:
-        err = request_error(raw.status, model, timeout_ms, path)
+        err = request_error(raw.status, model, timeout_ms, path, raw.worker_status)
         return Completion(raw.ticket, raw.user_data, raw.status, None, err, model, text)
     try:
         value = decode_result(model, text, raw.data)
@@ -383,7 +392,7 @@ def _complete(raw: RawResult, model: Model, text: bool, timeout_ms: int) -> Comp
 
 
 def _foreign(raw: RawResult, path: str) -> Completion:
-    err = request_error(raw.status, None, 0, path) if raw.status else None
+    err = request_error(raw.status, None, 0, path, raw.worker_status) if raw.status else None
     return Completion(raw.ticket, raw.user_data, raw.status, None if err else raw.data, err)
 
 

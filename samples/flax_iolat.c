@@ -11,11 +11,14 @@
  *	echo "q_depth size_kb f2 f3" > /sys/kernel/flax_iolat/predict
  *	cat /sys/kernel/flax_iolat/result	# "<class> 0x<score bits>"
  *
- * The write runs the inference in the writer's context and fails with the
- * inference's errno; "result" then reads "error <errno>".  The model is
- * looked up for each request (get, infer, put), so the sample keeps working
- * when the model is destroyed and created again, and holds no reference
- * between requests.
+ * The write runs the inference in the writer's context (a signal
+ * interrupts its wait) and fails with the inference's errno; "result" then
+ * reads "error <errno>".  No lock is held across the inference: a reader
+ * of "result" never waits for one.  The model is looked up for each
+ * request (get, infer, put), so the sample keeps working when the model is
+ * destroyed and created again, and holds no reference between requests;
+ * the result buffer is sized for each request by flax_model_result_size(),
+ * which follows a change of the model's k.
  *
  * Copyright (C) 2026 The flaxdev developers
  */
@@ -29,6 +32,7 @@
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/overflow.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
 
@@ -36,7 +40,6 @@
 #include "uapi/flaxdev.h"
 
 #define IOLAT_FEATURES 4
-#define IOLAT_TOPK_MAX 8 /* larger k: -ENOSPC */
 #define IOLAT_RESULT_MAX 64
 
 static char *model_name = "iolat";
@@ -48,7 +51,10 @@ module_param(timeout_ms, uint, 0644);
 MODULE_PARM_DESC(timeout_ms,
 		 "Request timeout in ms (0: the model's own, default 0)");
 
-/* The last outcome, as "result" shows it; under iolat_lock. */
+/*
+ * The last outcome, as "result" shows it; under iolat_lock, which is held
+ * only to write or read it.
+ */
 static DEFINE_MUTEX(iolat_lock);
 static char iolat_result[IOLAT_RESULT_MAX] = "none\n";
 static struct kobject *iolat_kobj;
@@ -56,28 +62,43 @@ static struct kobject *iolat_kobj;
 /* One request: look the model up, run it, release it. */
 static int iolat_predict(const u8 *features, u32 *class, u32 *score)
 {
-	/* struct flax_topk_result and its entries: u32 fields only. */
-	u32 out[(sizeof(struct flax_topk_result) +
-		 IOLAT_TOPK_MAX * sizeof(struct flax_topk_entry)) /
-		sizeof(u32)];
-	struct flax_topk_result *res = (struct flax_topk_result *)out;
+	struct flax_topk_result *res;
 	struct flax_model *model;
+	size_t size;
 	int ret;
 
 	model = flax_model_get_by_name(model_name);
 	if (IS_ERR(model))
 		return PTR_ERR(model);
-	ret = flax_model_infer(model, features, IOLAT_FEATURES, out,
-			       sizeof(out), timeout_ms);
-	flax_model_put(model);
+	size = flax_model_result_size(model);
+	/* A top-k result has its header; anything else is no classifier. */
+	if (size < sizeof(*res)) {
+		ret = -EPROTO;
+		goto out_put;
+	}
+	res = kvmalloc(size, GFP_KERNEL);
+	if (!res) {
+		ret = -ENOMEM;
+		goto out_put;
+	}
+	ret = flax_model_infer(model, features, IOLAT_FEATURES, res, size,
+			       timeout_ms);
 	if (ret < 0)
-		return ret;
+		goto out_free;
 	/* A raw or softmax-only vector is no top-k result: not a classifier. */
-	if (!res->count || (size_t)ret != struct_size(res, entries, res->count))
-		return -EPROTO;
+	if (!res->count ||
+	    (size_t)ret != struct_size(res, entries, res->count)) {
+		ret = -EPROTO;
+		goto out_free;
+	}
 	*class = res->entries[0].index;
 	*score = res->entries[0].score;
-	return 0;
+	ret = 0;
+out_free:
+	kvfree(res);
+out_put:
+	flax_model_put(model);
+	return ret;
 }
 
 static ssize_t predict_store(struct kobject *kobj, struct kobj_attribute *attr,
@@ -91,8 +112,8 @@ static ssize_t predict_store(struct kobject *kobj, struct kobj_attribute *attr,
 		   &features[2], &features[3]) != IOLAT_FEATURES)
 		return -EINVAL;
 
-	mutex_lock(&iolat_lock);
 	ret = iolat_predict(features, &class, &score);
+	mutex_lock(&iolat_lock);
 	if (ret)
 		scnprintf(iolat_result, sizeof(iolat_result), "error %d\n",
 			  ret);

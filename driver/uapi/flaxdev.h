@@ -17,16 +17,32 @@
  *  - user pointers travel as __u64, floats as IEEE-754 binary32 bit
  *    patterns in __u32 fields (no floating point in the kernel ABI);
  *  - nothing in the shared region is ever trusted by the kernel except
- *    payload: slot indices and sizes come from the kernel's own state.
+ *    payload: slot indices and sizes come from the kernel's own state;
+ *  - a request is matched on its type (FLAX_IOC_MAGIC) and number, then
+ *    must have the direction published below (_IOR, _IOW or _IOWR): the
+ *    right number with another direction fails with -ENOTTY, as an
+ *    unknown request does;
+ *  - FLAX_ABI_VERSION (struct flax_info.abi_version, struct
+ *    flax_region_layout.abi_version) changes only with a change that
+ *    longer structs and struct flax_info.features cannot express, one
+ *    after which an existing request or the region layout means
+ *    something else.  A client or worker that reads another version than
+ *    the FLAX_ABI_VERSION it was built with must not go on: its requests
+ *    would be misread.  Within a version, fields come with longer structs
+ *    (FLAX_*_SIZE_VER1 ...) and optional behaviour with feature bits.
  *
  * Errors common to every ioctl: EFAULT (bad pointer), EINVAL (a struct
  * shorter than its first version, a reserved field, flag or padding not
  * zero, a value out of range), E2BIG (non-zero bytes past the struct this
- * module knows), ENOTTY (unknown request).  Besides:
+ * module knows), ENOTTY (unknown request, or a known one with another
+ * direction).  Besides:
  *  - MODEL_CREATE: EEXIST (name taken), ENOSPC (max_models reached),
  *    ENOMEM (region too large);
  *  - MODEL_GET, MODEL_DESTROY, LABELS_SET, LABELS_GET, INFER,
  *    WORKER_ATTACH: ENOENT (no such model);
+ *  - MODEL_CREATE, MODEL_GET: EINVAL for a name that is not a valid name
+ *    (see struct flax_model_desc.name); MODEL_GET gives ENOENT only for
+ *    a valid name that no model has;
  *  - LABELS_SET: E2BIG (too many labels or bytes); LABELS_GET: ENOSPC
  *    (buffer too small); VOCAB_SET: ENOENT, EINVAL (not a tokenising
  *    model, or a bad line), E2BIG, EBUSY (already set);
@@ -35,13 +51,28 @@
  *  - FETCH, COMPLETE, mmap: ENXIO (fd is not a worker), ENODEV (model
  *    destroyed); COMPLETE and FETCH: EINVAL (bad completion);
  *  - SUBMIT: as INFER for the first entry, ENOSPC aside; REAP: EINTR,
- *    ENOMEM (nothing reaped; try again);
- *  - INFER: ENOSPC (output buffer too small; with FLAX_INFER_TEXT the
- *    job ran, and its result is lost), ENODATA (a tokenising model
- *    without vocabulary), EILSEQ (text that is not UTF-8), EAGAIN
+ *    ENOMEM (nothing reaped; try again), EFAULT for an entry's bad output
+ *    pointer (that result stays on the fd for the next REAP; the call
+ *    fails only if it reaped nothing before it);
+ *  - INFER: EINVAL (input_size is not the model's input size: the
+ *    product of its input dims times the element size of its input
+ *    dtype, see FLAX_DTYPE_*; for FLAX_PRE_TOKENIZE more than text_max
+ *    bytes), EFAULT for a bad output pointer (found only when the result
+ *    is copied out: the job ran, and its result is lost), ENOSPC (output
+ *    buffer too small; with FLAX_INFER_TEXT the job ran, and its result
+ *    is lost), ENODATA (a tokenising model without vocabulary), EILSEQ
+ *    (text that is not UTF-8), EAGAIN
  *    (O_NONBLOCK and max_queue requests under way), ETIMEDOUT, EINTR (signal;
  *    not restarted), ENODEV (model destroyed meanwhile), EIO (the job's
- *    workers died too often), or the worker's own status.
+ *    workers died too often, or the worker failed the job: its own code is
+ *    then in struct flax_infer.worker_status); SUBMIT also EBUSY (the
+ *    fd has max_pending requests not yet reaped).
+ *
+ * The demo's data for C clients: pyflaxdev/models/digits_heldout.npy holds
+ * the 360 held-out digit images (NumPy .npy, uint8, shape (360, 8, 8), the
+ * input of the "digits" model), and only the images; their classes (0 to
+ * 9, in the same order) are the "heldout_labels" list of
+ * pyflaxdev/models/digits_meta.json.
  *
  * Copyright (C) 2026 The flaxdev developers
  */
@@ -64,14 +95,19 @@
 #define FLAX_STATUS_ERRNO_MAX 511 /* below -ERESTARTSYS: user-visible errnos */
 #define FLAX_MAX_WAIT_US 10000000 /* longest batching delay: 10 s */
 
-/* Element types (struct flax_tensor_spec.dtype), little-endian. */
-#define FLAX_DTYPE_UINT8 1
-#define FLAX_DTYPE_FLOAT32 2
-#define FLAX_DTYPE_INT8 3
-#define FLAX_DTYPE_UINT16 4
-#define FLAX_DTYPE_INT16 5
-#define FLAX_DTYPE_INT32 6
-#define FLAX_DTYPE_FLOAT16 7
+/*
+ * Element types (struct flax_tensor_spec.dtype), little-endian, with the
+ * size of one element in bytes.  An input of a model takes the product of
+ * its dims times that size (struct flax_infer.input_size must be exactly
+ * that, otherwise -EINVAL).
+ */
+#define FLAX_DTYPE_UINT8 1 /* 1 byte */
+#define FLAX_DTYPE_FLOAT32 2 /* 4 bytes, IEEE-754 binary32 */
+#define FLAX_DTYPE_INT8 3 /* 1 byte */
+#define FLAX_DTYPE_UINT16 4 /* 2 bytes */
+#define FLAX_DTYPE_INT16 5 /* 2 bytes */
+#define FLAX_DTYPE_INT32 6 /* 4 bytes */
+#define FLAX_DTYPE_FLOAT16 7 /* 2 bytes, IEEE-754 binary16 */
 
 /* Preprocessing (struct flax_model_desc.pre_op). */
 #define FLAX_PRE_NONE 0 /* input copied to the slot as is */
@@ -119,7 +155,8 @@
 
 /**
  * struct flax_info - device information (FLAX_IOC_INFO).
- * @abi_version: FLAX_ABI_VERSION of the running module.
+ * @abi_version: FLAX_ABI_VERSION of the running module; a client built
+ *	with another must not use the device (see the ABI rules above).
  * @nmodels: number of models that exist now.
  * @max_models: most models that can exist at once.
  * @max_slots: most slots one model may have.
@@ -167,8 +204,11 @@ struct flax_tensor_spec {
  * @flags: FLAX_MODEL_* flags.
  * @name: NUL-terminated name, 1 to FLAX_NAME_MAX - 1 characters from
  *	[A-Za-z0-9_.-]; bytes after the NUL must be 0.  In for both ioctls.
- * @input: what a client sends.  With FLAX_PRE_NORMALIZE the worker sees
- *	float32 of the same shape, otherwise the client's bytes unchanged.
+ * @input: what a client sends: the product of the dims times the dtype's
+ *	element size (see FLAX_DTYPE_*) bytes, exactly (-EINVAL otherwise;
+ *	FLAX_PRE_TOKENIZE aside, below).
+ *	With FLAX_PRE_NORMALIZE the worker sees float32 of the same shape,
+ *	otherwise the client's bytes unchanged.
  *	With FLAX_PRE_TOKENIZE it is what the worker sees: int32 [2, L],
  *	row 0 the token ids ([CLS] ... [SEP] [PAD]...), row 1 the attention
  *	mask; the client sends UTF-8 text of up to @text_max bytes, which
@@ -191,7 +231,8 @@ struct flax_tensor_spec {
  * @topk: k for FLAX_POST_TOPK, 1 to min(FLAX_TOPK_MAX, output elements);
  *	0 when the chain has no FLAX_POST_TOPK.
  * @nslots: number of job slots (0: module default).
- * @timeout_ms: default and longest request timeout (0: module default).
+ * @timeout_ms: default and longest request timeout (0: module default),
+ *	at most the module parameter max_timeout_ms (default 10 min).
  * @result_size: out: bytes of one binary result (FLAX_IOC_INFER).
  * @threshold: binary32 threshold of FLAX_POST_THRESHOLD, else 0.
  * @max_batch: most jobs one FLAX_IOC_FETCH takes (0: nslots).
@@ -204,6 +245,12 @@ struct flax_tensor_spec {
  * @text_size: out: most bytes of one text result (FLAX_INFER_TEXT).
  * @text_max: FLAX_PRE_TOKENIZE: most bytes of a client's text, up to the
  *	module's max_slot_bytes (0: FLAX_TEXT_MAX_DEFAULT); else 0.
+ * @nworkers: out: workers attached when the call ran (as sysfs
+ *	"workers"); 0: requests wait, up to their timeout (-ETIMEDOUT), for
+ *	a worker to attach.  Ignored by CREATE.
+ * @worker_post: how many leading steps of @post_ops the worker runs
+ *	itself, fused into its own computation (0: none, the kernel runs
+ *	the whole chain).
  * @reserved: must be 0.
  *
  * Fields from @threshold on came with FLAX_MODEL_DESC_SIZE_VER1; a caller
@@ -211,6 +258,20 @@ struct flax_tensor_spec {
  * @threshold, @timeout_ms, @max_batch, @max_queue_delay_us, @max_queue
  * and the normalisation means and standard deviations may change while
  * the model lives (through sysfs): MODEL_GET returns the current values.
+ * The sysfs files norm_mean and norm_std show the arrays while their text
+ * fits one page, and fail with EFBIG beyond; MODEL_GET returns them all.
+ *
+ * MODEL_GET reads @name, @norm_mean and @norm_std (0: not wanted; used
+ * only with FLAX_PRE_NORMALIZE) and checks that @flags, @__pad0 and
+ * @reserved are 0 (-EINVAL; the struct it returns holds the model's
+ * @flags, so clear them before reusing it for another GET); it ignores
+ * every other field.  It returns the whole description with the module's
+ * defaults resolved: @nslots, @timeout_ms, @max_batch and @max_queue as
+ * they apply, never the 0 given at creation, and @text_max of a
+ * tokenising model.  CREATE writes back @id, @result_size, @text_size,
+ * @nworkers and the settings that may change (@topk, @threshold,
+ * @timeout_ms, @max_batch, @max_queue_delay_us, @max_queue), resolved;
+ * @nslots and @text_max stay as given.
  */
 struct flax_model_desc {
 	__u32 id;
@@ -237,7 +298,9 @@ struct flax_model_desc {
 	__u32 clamp_hi;
 	__u32 text_size;
 	__u32 text_max;
-	__u32 reserved[4];
+	__u32 nworkers;
+	__u32 worker_post;
+	__u32 reserved[2];
 };
 
 #define FLAX_MODEL_DESC_SIZE_VER0 176 /* up to @reserved[] of version 1 */
@@ -508,6 +571,13 @@ struct flax_fetch {
  * @timeout_ms: 0 for the model's timeout; a shorter one is honoured, a
  *	longer one is capped to the model's.
  * @priority: 0 (normal) to FLAX_PRIORITY_MAX; see FLAX_PRIORITY_MAX.
+ * @worker_status: out: when the call fails with -EIO because the worker
+ *	failed the job, the worker's own code (-1 to -FLAX_STATUS_ERRNO_MAX,
+ *	struct flax_completion.status); else 0.  The worker's code is its
+ *	own business: the kernel never returns it as the call's errno.
+ * @reserved: must be 0.
+ *
+ * Fields from @worker_status on came with FLAX_INFER_SIZE_VER1.
  */
 struct flax_infer {
 	__u32 model_id;
@@ -518,6 +588,8 @@ struct flax_infer {
 	__u32 output_size;
 	__u32 timeout_ms;
 	__u32 priority;
+	__s32 worker_status;
+	__u32 reserved;
 };
 
 /*
@@ -532,7 +604,8 @@ struct flax_infer {
  */
 #define FLAX_PRIORITY_MAX 3
 
-#define FLAX_INFER_SIZE_VER0 40
+#define FLAX_INFER_SIZE_VER0 40 /* up to @priority */
+#define FLAX_INFER_SIZE_VER1 48 /* @worker_status, @reserved */
 
 /*
  * struct flax_infer.flags: FLAX_INFER_TEXT asks for the result as text,
@@ -563,6 +636,8 @@ struct flax_submit_entry {
 	__u64 ticket;
 };
 
+#define FLAX_SUBMIT_ENTRY_SIZE_VER0 32
+
 /**
  * struct flax_submit - queue requests and return at once (FLAX_IOC_SUBMIT).
  * @model_id: the model.
@@ -572,7 +647,10 @@ struct flax_submit_entry {
  * @submitted: out: requests queued, in order from the first.
  * @priority: of every request of the call, 0 (normal) to
  *	FLAX_PRIORITY_MAX (as struct flax_infer.priority).
- * @reserved: must be 0.
+ * @entry_size: bytes of one element of @entries (0: the original
+ *	FLAX_SUBMIT_ENTRY_SIZE_VER0), at least FLAX_SUBMIT_ENTRY_SIZE_VER0
+ *	and at most 4096; each element is read as an extensible struct
+ *	(a longer one's tail must be zero: -E2BIG), so entries can grow.
  *
  * The input is copied and preprocessed during the call; the result waits
  * on the fd until FLAX_IOC_REAP collects it, and poll() reports the fd
@@ -590,7 +668,7 @@ struct flax_submit {
 	__u32 count;
 	__u32 submitted;
 	__u32 priority;
-	__u32 reserved;
+	__u32 entry_size;
 };
 
 #define FLAX_SUBMIT_SIZE_VER0 32
@@ -605,6 +683,12 @@ struct flax_submit {
  * @status: out: 0, or the negative errno the request failed with (as
  *	FLAX_IOC_INFER's), or -ENOSPC: the buffer is too small, and the
  *	result stays on the fd for the next FLAX_IOC_REAP.
+ * @worker_status: out: with @status -EIO from the worker's failure, the
+ *	worker's own code (as struct flax_infer.worker_status); else 0.
+ * @reserved: out: 0.
+ *
+ * Fields from @worker_status on came with FLAX_REAP_ENTRY_SIZE_VER1
+ * (struct flax_reap.entry_size says which a caller has).
  */
 struct flax_reap_entry {
 	__u64 output;
@@ -612,7 +696,12 @@ struct flax_reap_entry {
 	__u64 user_data;
 	__u32 output_size;
 	__s32 status;
+	__s32 worker_status;
+	__u32 reserved;
 };
+
+#define FLAX_REAP_ENTRY_SIZE_VER0 32 /* up to @status */
+#define FLAX_REAP_ENTRY_SIZE_VER1 40 /* @worker_status, @reserved */
 
 /**
  * struct flax_reap - collect finished requests (FLAX_IOC_REAP).
@@ -625,6 +714,14 @@ struct flax_reap_entry {
  *	last one possibly an -ENOSPC entry whose result is kept.
  * @pending: out: requests of this fd not yet reaped, after the call.
  * @reserved: must be 0.
+ * @entry_size: bytes of one element of @entries, FLAX_REAP_ENTRY_SIZE_VER0
+ *	to 4096; 0 means sizeof(struct flax_reap_entry) of this header
+ *	(FLAX_REAP_ENTRY_SIZE_VER1), and a caller with the
+ *	FLAX_REAP_SIZE_VER0 struct has FLAX_REAP_ENTRY_SIZE_VER0 entries.
+ *	Each element is read as an extensible struct (a longer one's tail
+ *	must be zero: -E2BIG) for its @output and @output_size, and
+ *	min(@entry_size, the kernel's entry size) bytes are written back.
+ * @__pad0: must be 0.
  *
  * Returns with @reaped 0 when nothing finished in time.  An entry whose
  * buffer is too small gets @status -ENOSPC and ends the call (its result
@@ -638,9 +735,12 @@ struct flax_reap {
 	__u32 reaped;
 	__u32 pending;
 	__u32 reserved;
+	__u32 entry_size;
+	__u32 __pad0;
 };
 
-#define FLAX_REAP_SIZE_VER0 32
+#define FLAX_REAP_SIZE_VER0 32 /* up to @reserved */
+#define FLAX_REAP_SIZE_VER1 40 /* @entry_size, @__pad0 */
 
 /**
  * struct flax_topk_entry - one class of a top-k result.

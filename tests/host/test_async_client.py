@@ -185,7 +185,11 @@ class FakeKernel:
         return 0
 
     def _submit(self, fd: int, req: object) -> int:
-        if req.flags & ~lib.FLAX_INFER_TEXT or req.reserved or req.priority > lib.FLAX_PRIORITY_MAX:
+        if (
+            req.flags & ~lib.FLAX_INFER_TEXT
+            or req.entry_size not in (0, lib.FLAX_SUBMIT_ENTRY_SIZE_VER0)
+            or req.priority > lib.FLAX_PRIORITY_MAX
+        ):
             return -errno.EINVAL
         model = self.models.get(req.model_id)
         if model is None:
@@ -237,7 +241,9 @@ class FakeKernel:
         return 0
 
     def _reap(self, fd: int, req: object) -> int:
-        if req.flags or req.reserved or not req.count or not req.entries:
+        if req.flags or req.reserved or getattr(req, "__pad0") or not req.count or not req.entries:
+            return -errno.EINVAL
+        if req.entry_size not in (0, ffi.sizeof("struct flax_reap_entry")):
             return -errno.EINVAL
         self.calls.append(("REAP", int(req.count)))
         entries = ffi.cast("struct flax_reap_entry *", req.entries)
@@ -340,9 +346,11 @@ def readable(fd: int) -> bool:
 
 def test_struct_sizes_are_the_published_ones():
     assert ffi.sizeof("struct flax_submit") == lib.FLAX_SUBMIT_SIZE_VER0 == 32
-    assert ffi.sizeof("struct flax_reap") == lib.FLAX_REAP_SIZE_VER0 == 32
-    assert ffi.sizeof("struct flax_submit_entry") == 32
-    assert ffi.sizeof("struct flax_reap_entry") == 32
+    assert lib.FLAX_REAP_SIZE_VER0 == 32
+    assert ffi.sizeof("struct flax_reap") == lib.FLAX_REAP_SIZE_VER1 == 40
+    assert ffi.sizeof("struct flax_submit_entry") == lib.FLAX_SUBMIT_ENTRY_SIZE_VER0 == 32
+    assert lib.FLAX_REAP_ENTRY_SIZE_VER0 == 32
+    assert ffi.sizeof("struct flax_reap_entry") == lib.FLAX_REAP_ENTRY_SIZE_VER1 == 40
 
 
 @pytest.mark.parametrize(
@@ -351,24 +359,26 @@ def test_struct_sizes_are_the_published_ones():
         ("flax_submit_entry", {"input": 0, "user_data": 8, "input_size": 16,
                                "timeout_ms": 20, "ticket": 24}),
         ("flax_reap_entry", {"output": 0, "ticket": 8, "user_data": 16,
-                             "output_size": 24, "status": 28}),
+                             "output_size": 24, "status": 28,
+                             "worker_status": 32, "reserved": 36}),
         ("flax_submit", {"model_id": 0, "flags": 4, "entries": 8, "count": 16,
-                         "submitted": 20, "priority": 24, "reserved": 28}),
+                         "submitted": 20, "priority": 24, "entry_size": 28}),
         ("flax_reap", {"entries": 0, "count": 8, "flags": 12, "timeout_ms": 16,
-                       "reaped": 20, "pending": 24, "reserved": 28}),
+                       "reaped": 20, "pending": 24, "reserved": 28,
+                       "entry_size": 32, "__pad0": 36}),
     ],
 )  # fmt: skip
 def test_entry_layouts(struct_name, layout):
     ctype = ffi.typeof(f"struct {struct_name}")
     assert {name: f.offset for name, f in ctype.fields} == layout
-    assert ffi.typeof("struct flax_reap_entry").fields[-1][1].type.cname == "int32_t"
+    assert dict(ffi.typeof("struct flax_reap_entry").fields)["status"].type.cname == "int32_t"
 
 
 def test_request_numbers():
     assert ioctls.SUBMIT == lib.FLAX_IOC_SUBMIT
     assert ioctls.REAP == lib.FLAX_IOC_REAP
     assert (ioctls.SUBMIT >> 16) & 0x3FFF == lib.FLAX_SUBMIT_SIZE_VER0
-    assert (ioctls.REAP >> 16) & 0x3FFF == lib.FLAX_REAP_SIZE_VER0
+    assert (ioctls.REAP >> 16) & 0x3FFF == lib.FLAX_REAP_SIZE_VER1
 
 
 def test_max_wait_us_comes_from_the_header():
@@ -398,9 +408,9 @@ def test_fake_rejects_bad_structs(fake, dev):
     req.count = 1
     entries = ffi.new("struct flax_submit_entry[]", 1)
     req.entries = uapi.pointer_value(entries)
-    req.reserved = 1
+    req.entry_size = 8
     assert uapi.ioctl(fd, ioctls.SUBMIT, req) == -errno.EINVAL
-    req.reserved = 0
+    req.entry_size = 0
     req.priority = lib.FLAX_PRIORITY_MAX + 1
     assert uapi.ioctl(fd, ioctls.SUBMIT, req) == -errno.EINVAL
     req.priority = 0

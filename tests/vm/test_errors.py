@@ -11,7 +11,7 @@ import pytest
 
 import pyflaxdev
 from pyflaxdev import ioctls, models, uapi
-from pyflaxdev.uapi import ffi
+from pyflaxdev.uapi import ffi, lib
 
 BAD_POINTER = 0x10  # below mmap_min_addr: never mapped
 
@@ -97,7 +97,7 @@ def test_bad_priority_or_flags_is_einval(
 def test_model_desc_reserved_is_einval(dev: pyflaxdev.Device) -> None:
     desc = ffi.new("struct flax_model_desc *")
     desc.name = b"idle"
-    desc.reserved[3] = 7
+    desc.reserved[1] = 7
     assert _raw(dev, ioctls.MODEL_GET, desc) == -errno.EINVAL
 
 
@@ -118,7 +118,7 @@ def test_oversize_struct_tail(dev: pyflaxdev.Device, idle_model: pyflaxdev.Model
 def test_undersize_struct_is_einval(dev: pyflaxdev.Device, idle_model: pyflaxdev.Model) -> None:
     data, out = _buffers(idle_model)
     req = _infer_req(idle_model, data, out)
-    request = ioctls.with_size(ioctls.IOCTLS["INFER"], ffi.sizeof("struct flax_infer") - 8)
+    request = ioctls.with_size(ioctls.IOCTLS["INFER"], lib.FLAX_INFER_SIZE_VER0 - 8)
     assert _raw(dev, request, req) == -errno.EINVAL
 
 

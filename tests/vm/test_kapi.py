@@ -180,3 +180,45 @@ def test_flaxdev_pinned_while_sample_loaded(iolat: None) -> None:
     r = _run("rmmod", "flaxdev")
     assert r.returncode != 0
     assert Path("/sys/module/flaxdev").exists() and Path(pyflaxdev.DEFAULT_PATH).exists()
+
+
+def test_result_readable_while_a_request_waits(dev: pyflaxdev.Device, iolat: None) -> None:
+    """No lock across the inference: ``cat result`` never waits for a request."""
+    _create(dev, timeout_ms=4000)
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(_predict_errno((1, 2, 3, 4))))
+    t.start()
+    deadline = time.monotonic() + 30
+    while _stat("queued") != 1:
+        assert time.monotonic() < deadline, "the request was never queued"
+        time.sleep(0.05)
+    start = time.monotonic()
+    assert _result() == "none"  # the waiting request has not ended yet
+    assert time.monotonic() - start < 1.0, "reading result waited for the request"
+    t.join(30)
+    assert got == [errno.ETIMEDOUT]
+
+
+def test_kernel_caller_follows_a_change_of_k(dev: pyflaxdev.Device, iolat: None) -> None:
+    """flax_model_result_size() is the current k's: the sample sizes its buffer by it."""
+    _create(dev)
+    model = sysfs.sysfs_root() / "models" / MODEL
+    with pyflaxdev.serving(_apply, None, model=MODEL, batch_sizes=(1,)):
+        _check_predictions()
+        (model / "topk").write_text("2\n")
+        assert int((model / "result_size").read_text()) == 8 + 2 * 8
+        _check_predictions()  # ENOSPC before: a buffer sized for k = 1
+
+
+def test_timeout_above_the_module_bound_is_refused(dev: pyflaxdev.Device) -> None:
+    bound = int(Path("/sys/module/flaxdev/parameters/max_timeout_ms").read_text())
+    with pytest.raises(pyflaxdev.InvalidArgument):
+        dev.create_model("slow", (4,), np.float32, (4,), post=(), timeout_ms=bound + 1)
+    m = dev.create_model("slow", (4,), np.float32, (4,), post=(), timeout_ms=bound)
+    try:
+        assert m.info.timeout_ms == bound
+        with pytest.raises(OSError, match="Invalid argument") as info:
+            (sysfs.sysfs_root() / "models" / "slow" / "timeout_ms").write_text(f"{bound + 1}\n")
+        assert info.value.errno == errno.EINVAL
+    finally:
+        dev.destroy_model("slow")

@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -580,8 +581,11 @@ static void test_create(void)
 	d.text_max = 100;
 	create_bad(fd, &d, EINVAL, "text_max without tokenize");
 	desc_digits(&d, "bad");
-	d.reserved[3] = 1;
+	d.reserved[1] = 1;
 	create_bad(fd, &d, EINVAL, "reserved");
+	desc_digits(&d, "bad");
+	d.worker_post = 9;
+	create_bad(fd, &d, EINVAL, "worker_post past the chain");
 	desc_digits(&d, "bad");
 	d.__pad0 = 1;
 	create_bad(fd, &d, EINVAL, "pad");
@@ -950,6 +954,8 @@ struct client {
 	uint32_t model_id;
 	int bad;
 	int ret;
+	int32_t worker_status;	/* struct flax_infer.worker_status */
+	bool zeros;		/* the result was all zeros */
 	uint32_t timeout_ms;
 	double elapsed;
 };
@@ -1021,12 +1027,22 @@ static void *timed_client(void *arg)
 {
 	struct client *c = arg;
 	int fd = dev_open();
-	float in[4] = { 1, 2, 3, 4 }, out[4];
-	uint32_t size = sizeof(out);
+	float in[4] = { 1, 2, 3, 4 }, out[4] = { 7, 7, 7, 7 };
+	struct flax_infer req = {
+		.model_id = c->model_id,
+		.input = (uintptr_t)in,
+		.output = (uintptr_t)out,
+		.input_size = sizeof(in),
+		.output_size = sizeof(out),
+		.timeout_ms = c->timeout_ms,
+		.worker_status = 12345,	/* an out field: ignored */
+	};
 	double t0 = now_s();
 
-	c->ret = infer(fd, c->model_id, in, sizeof(in), out, &size, c->timeout_ms);
+	c->ret = ioctl(fd, FLAX_IOC_INFER, &req) ? -errno : 0;
 	c->elapsed = now_s() - t0;
+	c->worker_status = req.worker_status;
+	c->zeros = !c->ret && !out[0] && !out[1] && !out[2] && !out[3];
 	if (!c->ret)
 		for (int i = 0; i < 4; i++)
 			if (out[i] != in[i] * 2 + 1)
@@ -1189,6 +1205,36 @@ static void test_errors(void)
 
 		CHECK_ERR(ioctl(w.fd, FLAX_IOC_WORKER_ATTACH, &a), EINVAL,
 			  "attach: twice on one fd");
+		/*
+		 * An answer that cannot be written (a read-only page): EFAULT,
+		 * and the fd is no worker -- it can attach again.
+		 */
+		{
+			int afd = dev_open();
+			struct flax_worker_attach *ro;
+			long nw = sysfs_num("err", "workers");
+
+			ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			ro->model_id = id;
+			mprotect(ro, 4096, PROT_READ);
+			CHECK_ERR(ioctl(afd, FLAX_IOC_WORKER_ATTACH, ro), EFAULT,
+				  "attach: answer to a read-only buffer");
+			CHECK(sysfs_num("err", "workers") == nw,
+			      "attach: failed copy-out leaves no worker (%ld -> %ld)",
+			      nw, sysfs_num("err", "workers"));
+			{
+				struct flax_fetch f = { .max_jobs = 1 };
+
+				CHECK(fetch(afd, &f) == -ENXIO,
+				      "attach: failed copy-out leaves the fd no worker");
+			}
+			a.model_id = id;
+			CHECK(ioctl(afd, FLAX_IOC_WORKER_ATTACH, &a) == 0,
+			      "attach: the same fd attaches after the failed copy-out");
+			munmap(ro, 4096);
+			close(afd);
+		}
 		p = mmap(NULL, rs + 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
 		CHECK(p == MAP_FAILED && errno == EINVAL, "mmap: wrong size EINVAL");
 		p = mmap(NULL, rs, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 4096);
@@ -1227,6 +1273,27 @@ static void test_errors(void)
 		CHECK(fetch(w.fd, &f) == 0 && f.count == 0 && now_s() - t0 >= 0.09,
 		      "fetch: timeout with no job gives count 0");
 	}
+	/*
+	 * A signal during a FETCH with a timeout is EINTR, even under
+	 * SA_RESTART: a restarted call would wait its whole relative timeout
+	 * again.
+	 */
+	{
+		struct sigaction sa = { .sa_handler = on_signal,
+					.sa_flags = SA_RESTART };
+		struct sigaction old;
+		struct itimerval it = { .it_value = { 0, 200000 } };
+		struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 3000 };
+
+		sigaction(SIGALRM, &sa, &old);
+		setitimer(ITIMER_REAL, &it, NULL);
+		t0 = now_s();
+		ret = fetch(w.fd, &f);
+		CHECK(ret == -EINTR && now_s() - t0 < 2.5,
+		      "fetch: a signal under SA_RESTART gives EINTR (%d) after %.2f s, not a restart",
+		      ret, now_s() - t0);
+		sigaction(SIGALRM, &old, NULL);
+	}
 
 	/* Completions: a client waits, the worker fetches its job. */
 	start_clients(&c, 1, id, 0);
@@ -1262,12 +1329,16 @@ static void test_errors(void)
 		CHECK(c.ret == 0 && !c.bad, "complete: the client got its result");
 	}
 
-	/* The worker's status reaches the client. */
+	/*
+	 * A worker's failure is EIO for the client, whatever code it gave:
+	 * never an errno with a kernel meaning (EINTR, EAGAIN, EFAULT,
+	 * ETIMEDOUT, ENOSPC).  The code comes back in worker_status.
+	 */
 	{
-		int32_t st[] = { -EPROTO, -EHWPOISON, -ERANGE, -FLAX_STATUS_ERRNO_MAX };
-		int want[] = { -EPROTO, -EHWPOISON, -ERANGE, -FLAX_STATUS_ERRNO_MAX };
+		int32_t st[] = { -EINTR, -EAGAIN, -EFAULT, -ETIMEDOUT, -ENOSPC,
+				 -EPROTO, -FLAX_STATUS_ERRNO_MAX };
 
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < 7; i++) {
 			struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 2000 };
 			struct flax_ring_entry e;
 
@@ -1276,9 +1347,38 @@ static void test_errors(void)
 			ring_read(&w, &f, &e);
 			complete(w.fd, e.slot, e.tag, st[i], 0, NULL);
 			join_clients(&c, 1);
-			CHECK(c.ret == want[i], "complete: status %d reaches the client as %d",
-			      st[i], c.ret);
+			CHECK(c.ret == -EIO && c.worker_status == st[i],
+			      "complete: worker status %d is EIO for the client (%d), worker_status %d",
+			      st[i], c.ret, c.worker_status);
 		}
+	}
+
+	/*
+	 * A worker that completes without writing: the client gets zeros,
+	 * not the previous job's output left in the slot.
+	 */
+	{
+		struct flax_fetch f = { .max_jobs = 1, .timeout_ms = 2000 };
+		struct flax_ring_entry e;
+		bool all = true;
+
+		for (int i = 0; i < 4; i++) {	/* each slot once, then again */
+			start_clients(&c, 1, id, 0);
+			fetch(w.fd, &f);
+			ring_read(&w, &f, &e);
+			work_one(&w, e.slot);
+			complete(w.fd, e.slot, e.tag, 0, 0, NULL);
+			join_clients(&c, 1);
+			all &= c.ret == 0 && !c.bad;
+		}
+		start_clients(&c, 1, id, 0);
+		fetch(w.fd, &f);
+		ring_read(&w, &f, &e);
+		complete(w.fd, e.slot, e.tag, 0, 0, NULL);
+		join_clients(&c, 1);
+		CHECK(all && c.ret == 0 && c.zeros && c.worker_status == 0,
+		      "complete: an output the worker did not write reads as zeros (ret %d)",
+		      c.ret);
 	}
 
 	/* A client that times out while its job is fetched: ABANDONED, the
@@ -1543,6 +1643,9 @@ static long meminfo(const char *key)
 	return v;
 }
 
+static int labels_set(int fd, uint32_t id, const char *text, size_t size,
+		      uint32_t *count);
+
 static void test_modload(const char *ko)
 {
 	int fd = dev_open(), ret, ok = 0;
@@ -1565,6 +1668,39 @@ static void test_modload(const char *ko)
 	CHECK(access(DEV, F_OK) != 0, "rmmod: /dev/flax gone");
 	CHECK(load(ko, "max_slots=0") == -EINVAL, "insmod: max_slots=0 refused");
 	CHECK(load(ko, "nslots=300") == -EINVAL, "insmod: nslots > max_slots refused");
+	CHECK(load(ko, "max_timeout_ms=100") == -EINVAL,
+	      "insmod: max_timeout_ms below timeout_ms refused");
+	CHECK(load(ko, "max_pending=0") == -EINVAL, "insmod: max_pending=0 refused");
+
+	/*
+	 * Labels are freed through RCU callbacks: set and replace them, close,
+	 * unload at once -- no callback may run in the unloaded module.
+	 */
+	for (int i = 0; i < 50; i++) {
+		struct flax_model_desc d;
+		static const char l1[] = "a\nb\nc\nd\n", l2[] = "w\nx\n";
+
+		if (load(ko, ""))
+			break;
+		for (int t = 0; t < 100 && access(DEV, R_OK | W_OK); t++)
+			msleep(10);
+		fd = dev_open();
+		desc_vec(&d, "labels", 4);
+		if (model_create(fd, &d) > 0) {
+			for (int k = 0; k < 4; k++) {
+				labels_set(fd, d.id, l1, sizeof(l1) - 1, NULL);
+				labels_set(fd, d.id, l2, sizeof(l2) - 1, NULL);
+			}
+			ok += !labels_set(fd, d.id, "", 0, NULL);
+			model_destroy(fd, d.id);
+		}
+		close(fd);
+		if (unload())
+			break;
+	}
+	CHECK(ok == 50, "insmod/rmmod: 50 cycles of label replacement, then unload at once (%d)",
+	      ok);
+	ok = 0;
 
 	vm0 = meminfo("VmallocUsed:");
 	for (int i = 0; i < 20; i++) {
@@ -1920,6 +2056,160 @@ static void test_async(void)
 	ret = reap(afd, re, 1, 0, &got, &pending);
 	CHECK(!ret && got == 1 && !re[0].status && out[0][3] == 7.0f &&
 	      !pending, "async: then reaped whole");
+
+	/*
+	 * Finished requests nobody reaps hold no slot: with every slot's
+	 * request finished and unreaped on afd, another client still runs.
+	 */
+	{
+		int cfd = dev_open();
+		uint32_t osz = sizeof(out[0]);
+
+		ret = submit(afd, id, se, AS_N, &n);
+		t0 = now_s();
+		while (sysfs_num("async", "queued") > 0 && now_s() - t0 < 5)
+			msleep(10);
+		msleep(300);	/* the worker completes what it fetched */
+		ret = ret ?: infer(cfd, id, in[1], sizeof(in[1]), out[0], &osz,
+				   2000);
+		CHECK(!ret && out[0][0] == in[1][0] * 2 + 1,
+		      "async: %d unreaped results pin no slot: another client runs (%d)",
+		      AS_N, ret);
+		close(cfd);
+		for (int i = 0; i < AS_N; i++) {
+			re[i].output = (uintptr_t)out[i];
+			re[i].output_size = sizeof(out[i]);
+		}
+		ret = reap(afd, re, AS_N, 2000, &got, &pending);
+		bad = 0;
+		for (uint32_t i = 0; i < got; i++) {
+			int k = (int)(re[i].user_data - 1000);
+
+			bad += k < 0 || k >= AS_N || re[i].status ||
+			       ((float *)(uintptr_t)re[i].output)[3] !=
+				       in[k][3] * 2 + 1;
+		}
+		CHECK(!ret && got == AS_N && !bad && !pending,
+		      "async: then reaped, each its own result (%u, %d bad)", got,
+		      bad);
+	}
+
+	/* Entry sizes: larger entries with a zero tail, and the old ones. */
+	{
+		struct big_submit {
+			struct flax_submit_entry e;
+			uint64_t more[2];
+		} bs[2];
+		struct big_reap {
+			struct flax_reap_entry e;
+			uint64_t more;
+		} br[2];
+		uint8_t old[2][FLAX_REAP_ENTRY_SIZE_VER0];
+		struct flax_submit sr = { .model_id = id,
+					  .entries = (uintptr_t)bs,
+					  .count = 2,
+					  .entry_size = sizeof(bs[0]) };
+		struct flax_reap rr = { .entries = (uintptr_t)br, .count = 2,
+					.timeout_ms = 2000,
+					.entry_size = sizeof(br[0]) };
+
+		memset(bs, 0, sizeof(bs));
+		memset(br, 0, sizeof(br));
+		for (int i = 0; i < 2; i++) {
+			bs[i].e = se[i];
+			br[i].e.output = (uintptr_t)out[i];
+			br[i].e.output_size = sizeof(out[i]);
+		}
+		bs[0].more[1] = 1;	/* the first entry: nothing is queued */
+		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &sr), E2BIG,
+			  "async: SUBMIT entry with a non-zero tail");
+		bs[0].more[1] = 0;
+		ret = ioctl(afd, FLAX_IOC_SUBMIT, &sr) ? -errno : 0;
+		CHECK(!ret && sr.submitted == 2 && bs[0].e.ticket &&
+		      bs[1].e.ticket > bs[0].e.ticket,
+		      "async: SUBMIT with %zu-byte entries (%d)", sizeof(bs[0]),
+		      ret);
+		ret = ioctl(afd, FLAX_IOC_REAP, &rr) ? -errno : 0;
+		if (!ret && rr.reaped < 2) {
+			rr.entries = (uintptr_t)&br[rr.reaped];
+			rr.count = 2 - rr.reaped;
+			ret = ioctl(afd, FLAX_IOC_REAP, &rr) ? -errno : 0;
+			rr.reaped = ret ? 0 : 2;
+		}
+		CHECK(!ret && rr.reaped == 2 &&
+		      br[0].e.user_data + br[1].e.user_data == 2001 &&
+		      !br[0].e.status && !br[1].e.status && !br[0].more &&
+		      !br[1].more,
+		      "async: REAP with %zu-byte entries, their tails untouched",
+		      sizeof(br[0]));
+
+		/* A caller built with the first header: 32-byte entries. */
+		ret = submit(afd, id, se, 2, &n);
+		memset(old, 0, sizeof(old));
+		for (int i = 0; i < 2; i++) {
+			uint64_t o = (uintptr_t)out[i];
+			uint32_t osz = sizeof(out[i]);
+
+			memcpy(old[i] + offsetof(struct flax_reap_entry, output),
+			       &o, sizeof(o));
+			memcpy(old[i] +
+				       offsetof(struct flax_reap_entry, output_size),
+			       &osz, sizeof(osz));
+		}
+		msleep(300);
+		{
+			struct flax_reap r0 = { .entries = (uintptr_t)old,
+						.count = 2,
+						.timeout_ms = 2000 };
+
+			ret = ret ?: ioctl(afd,
+					   _IOWR(FLAX_IOC_MAGIC, 0x22,
+						 char[FLAX_REAP_SIZE_VER0]),
+					   &r0) ? -errno : 0;
+			got = r0.reaped;
+		}
+		{
+			uint64_t u0, u1;
+
+			memcpy(&u0,
+			       old[0] + offsetof(struct flax_reap_entry, user_data),
+			       sizeof(u0));
+			memcpy(&u1,
+			       old[1] + offsetof(struct flax_reap_entry, user_data),
+			       sizeof(u1));
+			bad = u0 + u1 != 2001;
+		}
+		CHECK(!ret && got == 2 && !bad,
+		      "async: REAP from a first-version caller: 32-byte entries (%d, %u)",
+		      ret, got);
+	}
+	/* max_pending (1024 by default) unreaped requests per fd. */
+	{
+		uint32_t total = 0, k;
+
+		ret = 0;
+		while (!ret && total < 1024) {
+			ret = submit(afd, id, se, AS_N, &n);
+			total += ret ? 0 : n;
+		}
+		ret = ret ?: submit(afd, id, se, 1, &n);
+		CHECK(total == 1024 && ret == -EBUSY,
+		      "async: SUBMIT past max_pending unreaped is EBUSY (%u, %d)",
+		      total, ret);
+		got = 0;
+		t0 = now_s();
+		while (got < total && now_s() - t0 < 30) {
+			for (int i = 0; i < AS_N; i++) {
+				re[i].output = (uintptr_t)out[i];
+				re[i].output_size = sizeof(out[i]);
+			}
+			if (reap(afd, re, AS_N, 1000, &k, &pending))
+				break;
+			got += k;
+		}
+		CHECK(got == total && !pending,
+		      "async: and all %u reaped (%u)", total, got);
+	}
 	worker_stop(&w);
 
 	/* No worker: each request times out on its own, reaped as -ETIMEDOUT. */
@@ -1987,10 +2277,10 @@ static void test_async(void)
 		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
 			  "async: SUBMIT undefined flag");
 		s.flags = 0;
-		s.reserved = 1;
+		s.entry_size = FLAX_SUBMIT_ENTRY_SIZE_VER0 - 8;
 		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
-			  "async: SUBMIT reserved");
-		s.reserved = 0;
+			  "async: SUBMIT entry_size below its first version");
+		s.entry_size = 0;
 		s.priority = FLAX_PRIORITY_MAX + 1;
 		CHECK_ERR(ioctl(afd, FLAX_IOC_SUBMIT, &s), EINVAL,
 			  "async: SUBMIT priority above FLAX_PRIORITY_MAX");
