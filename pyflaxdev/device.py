@@ -146,6 +146,7 @@ class Device(io.FileIO):
         max_queue: int = 0,
         tokenize: bool = False,
         text_max: int = 0,
+        worker_post: int = 0,
         labels: Iterable[str] | None = None,
         exist_ok: bool = False,
         validate: bool = True,
@@ -167,6 +168,8 @@ class Device(io.FileIO):
         ``tokenize`` makes a text model (``FLAX_PRE_TOKENIZE``): the input is
         int32 ``(2, L)``, clients send up to ``text_max`` bytes of UTF-8 (0:
         4096), and :meth:`Model.set_vocab` must be called once.
+        ``worker_post`` leading steps of ``post`` run in the worker (1: its
+        ``mean_pool``; see :class:`~pyflaxdev.spec.ModelDesc`).
         ``labels`` name the classes and are uploaded right after creation (the
         model is destroyed again if that fails).  With ``exist_ok`` an existing
         model of that name is returned instead of raising
@@ -205,6 +208,7 @@ class Device(io.FileIO):
             max_queue=max_queue,
             tokenize=tokenize,
             text_max=text_max,
+            worker_post=worker_post,
         )
         return self.create(desc, labels=labels, exist_ok=exist_ok, validate=validate)
 

@@ -75,7 +75,7 @@ class Layout:
             problems.append(f"ring_entries {self.ring_entries} (nslots {self.nslots})")
         if self.in_bytes != info.worker_input.size * item or self.in_bytes > self.in_slot_size:
             problems.append(f"in_bytes {self.in_bytes} (slot {self.in_slot_size}, {info.input})")
-        if self.out_bytes != info.output.size * 4 or self.out_bytes > self.out_slot_size:
+        if self.out_bytes != info.worker_output.size * 4 or self.out_bytes > self.out_slot_size:
             problems.append(f"out_bytes {self.out_bytes} (slot {self.out_slot_size})")
         if worker >= lib.FLAX_MAX_WORKERS:
             problems.append(f"worker index {worker}")
@@ -121,7 +121,7 @@ class Region:
             layout.nslots,
             layout.out_slot_size,
             np.dtype(np.float32),
-            (info.output.size,),
+            (info.worker_output.size,),
         )
         ring_at = layout.rings_offset + worker * layout.ring_stride
         self.ring_header: npt.NDArray[Any] = np.frombuffer(

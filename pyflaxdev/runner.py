@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,7 +25,16 @@ from pyflaxdev.buckets import Buckets
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.spec import TensorSpec
 
-__all__ = ["ApplyFn", "BatchRunner", "CopyRunner", "Runner", "choose_batch", "plan_batches"]
+__all__ = [
+    "ApplyFn",
+    "BatchRunner",
+    "CopyRunner",
+    "Pending",
+    "Pool",
+    "Runner",
+    "choose_batch",
+    "plan_batches",
+]
 
 log = logging.getLogger("pyflaxdev.worker")
 
@@ -111,12 +121,46 @@ def _size_for(sizes: tuple[int, ...], n: int) -> int:
     raise ValueError(f"batch of {n} exceeds the largest size {sizes[-1]}")
 
 
+@dataclass(frozen=True)
+class Pool:
+    """A mean pool fused into the jitted function (``struct flax_model_desc.worker_post``).
+
+    The model's ``[T, D]`` output per input is averaged over its rows -- those
+    whose attention mask (row 1 of a tokenised ``[2, T]`` input) is non-zero
+    when ``masked``, else all of them -- as the kernel's ``FLAX_POST_MEAN_POOL``
+    does (no row counted: the sum, i.e. zeros), so only ``[D]`` per input comes
+    back from the device.
+    """
+
+    rows: int
+    dim: int
+    masked: bool
+
+
+@dataclass(eq=False)
+class Pending:
+    """A batch dispatched to the device (:meth:`BatchRunner.start`), its result not yet read."""
+
+    value: Any
+    n: int
+    length: int | None
+
+
 class BatchRunner:
     """Runs ``jit(apply)`` on gathered slot inputs at a fixed set of batch sizes.
 
     With ``buckets`` the input must be ``[2, L]`` (ids, mask) and ``apply`` map
     ``[b, 2, k]`` to per-token outputs ``[b, k, D]`` for every bucket length
-    ``k``; the rows past ``k`` of each ``[L, D]`` output are zeros.
+    ``k``; the rows past ``k`` of each ``[L, D]`` output are zeros.  With
+    ``pool`` the mean pool runs in the same jitted function and the output is
+    ``[D]`` per input (``output_size`` is then D).
+
+    ``device`` pins the parameters, and so the computation, to one
+    ``jax.Device``; ``mesh`` (several devices) shards each batch over them
+    along the batch axis with the parameters replicated, every batch size
+    rounded up to a multiple of their count.  Batches are gathered into
+    staging buffers that are reused (two per size, so that one batch can be
+    gathered while the previous one computes: see :meth:`start`).
     """
 
     def __init__(
@@ -127,14 +171,40 @@ class BatchRunner:
         output_size: int,
         batch_sizes: Sequence[int],
         buckets: Buckets | None = None,
+        *,
+        pool: Pool | None = None,
+        device: Any = None,
+        mesh: Sequence[Any] | None = None,
     ) -> None:
         import jax
 
-        self._fn = jax.jit(as_apply_fn(apply))
-        self._params = jax.device_put(params)
+        fn = as_apply_fn(apply)
+        if pool is not None:
+            if pool.dim != output_size:
+                raise InvalidArgument(
+                    f"a pooled output has {pool.dim} values per input, not {output_size}"
+                )
+            fn = _pooled(fn, pool)
+        self.pool = pool
+        self.devices: tuple[Any, ...] = ()
+        if mesh is not None and len(mesh) > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            grid = Mesh(np.array(list(mesh)), ("batch",))
+            replicated = NamedSharding(grid, PartitionSpec())  # type: ignore[no-untyped-call]
+            split = NamedSharding(grid, PartitionSpec("batch"))  # type: ignore[no-untyped-call]
+            self._fn = jax.jit(fn, in_shardings=(replicated, split), out_shardings=split)
+            self._params = jax.device_put(params, replicated)
+            self.devices = tuple(mesh)
+        else:
+            one = device if device is not None else (mesh[0] if mesh else None)
+            self._fn = jax.jit(fn)
+            self._params = jax.device_put(params, one)
+            self.devices = (one,) if one is not None else ()
+        ndev = max(len(self.devices), 1)
         self.input_spec = input_spec
         self.output_size = output_size
-        self.sizes = tuple(sorted(set(batch_sizes)))
+        self.sizes = tuple(sorted({-(-int(b) // ndev) * ndev for b in batch_sizes}))
         self.buckets = buckets
         self._row = 0
         if buckets is not None:
@@ -144,14 +214,17 @@ class BatchRunner:
                     f"length buckets need a [2, {buckets.full}] (ids, mask) input,"
                     f" got {list(shape)}"
                 )
-            if output_size % buckets.full:
+            if pool is None and output_size % buckets.full:
                 raise InvalidArgument(
                     f"length buckets need [{buckets.full}, D] outputs, got {output_size} values"
                 )
-            self._row = output_size // buckets.full
+            self._row = output_size // buckets.full if pool is None else pool.dim
         self._buffers = {
-            b: np.zeros((b, *input_spec.shape), dtype=input_spec.dtype) for b in self.sizes
+            b: [np.zeros((b, *input_spec.shape), dtype=input_spec.dtype) for _ in range(2)]
+            for b in self.sizes
         }
+        self._used = {b: [0, 0] for b in self.sizes}  # rows of each buffer not known zero
+        self._turn = 0
         #: Median seconds per call at each batch size, measured by :meth:`warmup`.
         self.seconds: dict[int, float] = {}
 
@@ -178,7 +251,7 @@ class BatchRunner:
         for b in self.sizes:
             for k in self.lengths:
                 t0 = time.perf_counter()
-                self._run(self._buffers[b], k)
+                self._run(self._buffers[b][0], k)
                 seconds = time.perf_counter() - t0
                 at = "" if k is None else f" at length {k}"
                 log.info("compiled batch size %d%s in %.2f s", b, at, seconds)
@@ -188,7 +261,7 @@ class BatchRunner:
             times = []
             for _ in range(timing_calls):
                 t0 = time.perf_counter()
-                self._run(self._buffers[b], self.lengths[0])
+                self._run(self._buffers[b][0], self.lengths[0])
                 times.append(time.perf_counter() - t0)
             self.seconds[b] = float(np.median(times))
         if self.seconds:
@@ -203,14 +276,62 @@ class BatchRunner:
 
     def run(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
         """Apply the model to ``inputs[rows]``; return ``[len(rows), output_size]`` float32."""
+        return self.finish(self.start(inputs, rows))
+
+    def start(self, inputs: npt.NDArray[Any], rows: npt.NDArray[np.intp]) -> Pending:
+        """Gather ``inputs[rows]`` into a staging buffer and dispatch the model on it.
+
+        Returns at once (JAX dispatch is asynchronous); :meth:`finish` waits
+        for the result.  The two staging buffers of a size are used in turn,
+        so at most two batches may be pending at a time.
+        """
         n = len(rows)
         b = self.size_for(n)
-        buf = self._buffers[b]
+        turn = self._turn
+        self._turn ^= 1
+        buf = self._buffers[b][turn]
         np.take(inputs, rows, axis=0, out=buf[:n])
-        if n < b:
-            buf[n:] = 0
+        used = self._used[b]
+        if used[turn] > n:  # stale rows of an earlier, larger batch: pad with zeros
+            buf[n : used[turn]] = 0
+        used[turn] = n
         k = None if self.buckets is None else self.buckets.length_for(buf[:n, 1])
-        return self._run(buf, k)[:n]
+        x = buf if k is None or k == buf.shape[-1] else buf[:, :, :k]
+        return Pending(self._fn(self._params, x), n, k)
+
+    def finish(self, pending: Pending) -> npt.NDArray[np.float32]:
+        """Wait for a batch's result: ``[n, output_size]`` float32 (of the batch's real rows).
+
+        With buckets and no pool, the rows past the batch's length are zeros.
+        """
+        y = self._check(np.asarray(pending.value), pending.length)[: pending.n]
+        k = pending.length
+        if k is None or self.pool is not None:
+            return y.reshape(pending.n, self.output_size)
+        assert self.buckets is not None
+        out = np.empty((pending.n, self.buckets.full, self._row), dtype=np.float32)
+        out[:, :k] = y
+        out[:, k:] = 0
+        return out.reshape(pending.n, self.output_size)
+
+    def finish_into(
+        self, pending: Pending, outputs: npt.NDArray[np.float32], rows: npt.NDArray[np.intp]
+    ) -> None:
+        """:meth:`finish` written straight into ``outputs[rows]`` (output slots): with
+        buckets, the first ``k`` rows of each and zeros after them, no full-length copy."""
+        k = pending.length
+        if k is None or self.pool is not None or k == self.buckets_full:
+            outputs[rows] = self.finish(pending)
+            return
+        y = self._check(np.asarray(pending.value), k)[: pending.n]
+        cut = k * self._row
+        outputs[rows, :cut] = y.reshape(pending.n, cut)
+        outputs[rows, cut:] = 0
+
+    @property
+    def buckets_full(self) -> int | None:
+        """The full length ``L`` with buckets, else None."""
+        return None if self.buckets is None else self.buckets.full
 
     def apply(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Apply the model to ``batch`` (``[b, *input_shape]``, ``b`` a compiled size, no
@@ -224,25 +345,42 @@ class BatchRunner:
         return self._run(batch, k)
 
     def _run(self, batch: npt.NDArray[Any], k: int | None) -> npt.NDArray[np.float32]:
-        b = batch.shape[0]
-        if k is None:
-            y = np.asarray(self._fn(self._params, batch))
+        x = batch if k is None else batch[:, :, :k]
+        return self.finish(Pending(self._fn(self._params, x), batch.shape[0], k))
+
+    def _check(self, y: npt.NDArray[Any], k: int | None) -> npt.NDArray[np.float32]:
+        b = y.shape[0] if y.ndim else 0
+        if k is None or self.pool is not None:
             if y.size != b * self.output_size:
                 raise InvalidArgument(
                     f"model output has shape {list(y.shape)} for a batch of {b};"
                     f" the device model expects {self.output_size} values per input"
                 )
             return y.reshape(b, self.output_size).astype(np.float32, copy=False)
-        assert self.buckets is not None
-        y = np.asarray(self._fn(self._params, batch[:, :, :k]))
         if y.shape != (b, k, self._row):
             raise InvalidArgument(
                 f"model output has shape {list(y.shape)} for a batch of {b} at length {k};"
                 f" length buckets need {[b, k, self._row]}"
             )
-        out = np.zeros((b, self.buckets.full, self._row), dtype=np.float32)
-        out[:, :k] = y
-        return out.reshape(b, self.output_size)
+        return y.astype(np.float32, copy=False)
+
+
+def _pooled(fn: ApplyFn, pool: Pool) -> ApplyFn:
+    """``fn`` followed by the mean pool of :class:`Pool`, as one function to jit."""
+    import jax.numpy as jnp
+
+    def pooled(params: Any, x: Any) -> Any:
+        h = jnp.asarray(fn(params, x), dtype=jnp.float32)
+        h = h.reshape(h.shape[0], -1, pool.dim)
+        if pool.masked:
+            m = (x[:, 1, : h.shape[1]] != 0).astype(jnp.float32)
+        else:
+            m = jnp.ones(h.shape[:2], dtype=jnp.float32)
+        total = jnp.einsum("btd,bt->bd", h, m, precision="highest")
+        count = jnp.maximum(m.sum(axis=1, keepdims=True), 1.0)
+        return total / count
+
+    return pooled
 
 
 class CopyRunner:

@@ -28,12 +28,14 @@ __all__ = [
     "MAX_WAIT_US",
     "POST_OPS",
     "PRE_OPS",
+    "WORKER_POST_OPS",
     "ModelDesc",
     "ModelInfo",
     "Normalization",
     "NormalizeArg",
     "PostPlan",
     "TensorSpec",
+    "check_worker_post",
     "f32_bits",
     "plan_post",
 ]
@@ -230,6 +232,23 @@ def plan_post(post: Sequence[str], output_shape: Sequence[int], *, model: str = 
     return PostPlan(select, vec_elems)
 
 
+#: The post steps a worker may run itself, each only as the chain's first
+#: step (``struct flax_model_desc.worker_post``).
+WORKER_POST_OPS = ("mean_pool",)
+
+
+def check_worker_post(post: Sequence[str], worker_post: int, *, model: str = "") -> None:
+    """Check ``worker_post`` against a (valid) chain as the module does."""
+    where = f" of {model!r}" if model else ""
+    if not 0 <= worker_post <= len(WORKER_POST_OPS):
+        raise InvalidArgument(f"worker_post{where} must be 0 or 1, got {worker_post}")
+    if worker_post and tuple(post[:worker_post]) != WORKER_POST_OPS[:worker_post]:
+        raise InvalidArgument(
+            f"worker_post{where} is {worker_post}, but a worker runs only a leading"
+            f" {' '.join(WORKER_POST_OPS)}; the chain is {list(post)}"
+        )
+
+
 def _shape(value: Sequence[int], what: str) -> tuple[int, ...]:
     shape = tuple(int(d) for d in value)
     if not 1 <= len(shape) <= lib.FLAX_MAX_DIMS:
@@ -257,7 +276,10 @@ class ModelDesc:
     step's cut-off, else 0.  ``nslots``, ``timeout_ms``, ``max_batch`` and
     ``max_queue`` of 0 take the module's defaults (module default, module
     default, ``nslots``, ``nslots``); ``max_queue_delay_us`` 0 means FETCH
-    does not wait to fill a batch.  ``tokenize`` makes a ``FLAX_PRE_TOKENIZE``
+    does not wait to fill a batch.  ``worker_post`` is how many leading steps
+    of ``post`` the worker runs itself (:data:`WORKER_POST_OPS`: a leading
+    ``mean_pool``), so its output slot holds ``[D]`` instead of ``[T, D]``;
+    clients see the same results either way.  ``tokenize`` makes a ``FLAX_PRE_TOKENIZE``
     model: ``input`` is then int32 ``(2, L)`` (ids and mask, what the worker
     sees), clients send up to ``text_max`` bytes of UTF-8 (0: 4096).
     """
@@ -276,6 +298,7 @@ class ModelDesc:
     max_queue: int = 0
     tokenize: bool = False
     text_max: int = 0
+    worker_post: int = 0
 
     @property
     def vec_elems(self) -> int:
@@ -310,6 +333,7 @@ class ModelDesc:
             )
         plan = plan_post(self.post, out_shape, model=name)
         self._check_selection(plan)
+        check_worker_post(self.post, self.worker_post, model=name)
         if self.tokenize:
             self._check_tokenize(in_shape, out_shape)
         elif self.text_max:
@@ -409,6 +433,7 @@ class ModelDesc:
         desc.max_batch = self.max_batch
         desc.max_queue_delay_us = self.max_queue_delay_us
         desc.max_queue = self.max_queue
+        desc.worker_post = self.worker_post
         return desc, keep
 
 
@@ -448,6 +473,9 @@ class ModelInfo:
     are the values when it was read: they may change through sysfs.
     ``text_max`` is the longest text a tokenising model (``pre_op``
     ``"tokenize"``) takes; its ``input`` is what the worker sees.
+    ``worker_post`` leading steps of ``post`` are the worker's (its output
+    slot holds :attr:`worker_output`).  ``nworkers`` is the number of workers
+    attached when it was read (0: a request waits, up to its timeout, for one).
     """
 
     id: int
@@ -470,6 +498,21 @@ class ModelInfo:
     flags: int = 0
     clamp: tuple[float, float] | None = None
     text_max: int = 0
+    worker_post: int = 0
+    nworkers: int = 0
+
+    @property
+    def worker_output(self) -> TensorSpec:
+        """What the worker writes in an output slot: ``output``, or ``[D]`` when it runs a
+        leading ``mean_pool`` itself (``worker_post``)."""
+        if self.worker_post and len(self.output.shape) == 2:
+            return TensorSpec(self.output.shape[1:], self.output.dtype)
+        return self.output
+
+    @property
+    def worker_pool(self) -> bool:
+        """Whether the worker mean-pools its output itself (``worker_post`` 1)."""
+        return bool(self.worker_post) and self.post[:1] == ("mean_pool",)
 
     @property
     def worker_input(self) -> TensorSpec:
@@ -544,6 +587,7 @@ class ModelInfo:
             norm_count=int(desc.norm_count),
             norm_scale=bits_to_f32(desc.norm_scale),
             post=tuple(post),
+            worker_post=int(desc.worker_post),
             topk=int(desc.topk),
             nslots=int(desc.nslots),
             timeout_ms=int(desc.timeout_ms),
@@ -556,4 +600,5 @@ class ModelInfo:
             flags=flags,
             clamp=clamp,
             text_max=int(desc.text_max),
+            nworkers=int(desc.nworkers),
         )

@@ -14,6 +14,15 @@ completion records) is done in C by :class:`~pyflaxdev.wloop.FastLoop`, one
 call each side of the model: per-batch Python work is most of a small
 batch's round trip.
 
+The loop keeps the device busy: a batch is gathered into a staging buffer and
+dispatched (JAX returns at once), then the next FETCH (``FLAX_FETCH_NOWAIT``
+while a batch is in flight) takes the jobs queued meanwhile and, by default,
+the next batch is gathered and dispatched before the first one's result is
+read (``pipeline_depth`` 2).  Completions keep their order: the jobs of the
+oldest batch in flight are always the first ones the loop holds.  A model
+whose chain starts with ``mean_pool`` and whose ``worker_post`` is 1 is
+pooled inside the jitted function, so only ``[D]`` per job comes back.
+
 :func:`serving` runs :func:`serve` in a background thread for the length of a
 ``with`` block.
 
@@ -29,6 +38,7 @@ requeued when its fd is closed.  Threads started by :func:`serving` (and
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -39,12 +49,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from pyflaxdev import ioctls, uapi
+from pyflaxdev.accel import configure_allocator, local_devices, resolve_device
 from pyflaxdev.buckets import Buckets
 from pyflaxdev.device import Device
 from pyflaxdev.errors import FlaxError, InvalidArgument, ModelGone, ModelNotFound, check
@@ -55,6 +66,8 @@ from pyflaxdev.runner import (
     ApplyFn,
     BatchRunner,
     CopyRunner,
+    Pending,
+    Pool,
     Runner,
     plan_batches,
 )
@@ -68,6 +81,7 @@ __all__ = [
     "ServeHandle",
     "Worker",
     "WorkerStats",
+    "build_runner",
     "serve",
     "serving",
 ]
@@ -285,6 +299,9 @@ def serve(
     ready: Callable[[], object] | None = None,
     stats: WorkerStats | None = None,
     identity: bool = False,
+    jax_device: str | Any = None,
+    devices: str | None = None,
+    pipeline_depth: int = 2,
 ) -> WorkerStats:
     """Serve ``model`` with ``apply`` until ``stop`` is set or the model is destroyed.
 
@@ -303,10 +320,21 @@ def serve(
     :mod:`pyflaxdev.buckets`).  ``identity`` serves the identity model (the
     ``null`` zoo model): each output is its input's bytes as float32, copied by
     a :class:`~pyflaxdev.runner.CopyRunner` (``apply`` and ``params`` are
-    ignored, JAX is not imported).  Returns the worker's counters (also
-    updated live in ``stats`` if given).
+    ignored, JAX is not imported).  ``jax_device`` (a ``jax.Device`` or a
+    name such as ``"cpu"`` or ``"cuda:0"``, see :mod:`pyflaxdev.accel`) is
+    where the model runs; ``devices="all"`` shards every batch over all local
+    devices (of ``jax_device``'s platform if given).  ``pipeline_depth`` is
+    how many batches may be in flight (1: each batch's result is read before
+    the next FETCH).  XLA is told to allocate on demand
+    (:func:`~pyflaxdev.accel.configure_allocator`) unless the environment
+    says otherwise.  Returns the worker's counters (also updated live in
+    ``stats`` if given).
     """
     stats = stats if stats is not None else WorkerStats()
+    if pipeline_depth not in (1, 2):
+        raise InvalidArgument(f"pipeline_depth must be 1 or 2, got {pipeline_depth}")
+    if not identity:
+        configure_allocator()
     with Worker(model, device=device) as worker:
         info = worker.info
         sizes, max_jobs = plan_batches(batch_sizes, info.nslots)
@@ -321,24 +349,126 @@ def serve(
                 )
             plan = Buckets.plan(buckets, info.input.shape[-1])
             log.info("model %r: length buckets %s", info.name, list(plan.lengths))
-        runner: Runner
-        if identity:
-            if plan is not None:
-                raise InvalidArgument(f"model {info.name!r}: a copy has no length buckets")
-            runner = CopyRunner(info.worker_input, info.output.size, sizes)
-        else:
-            runner = BatchRunner(apply, params, info.worker_input, info.output.size, sizes, plan)
+        runner = build_runner(
+            info,
+            apply,
+            params,
+            sizes,
+            plan,
+            identity=identity,
+            jax_device=jax_device,
+            devices=devices,
+        )
         runner.warmup()
         region = worker.attach()
         log.info("worker %d of model %r ready (pid %d)", worker.index, info.name, os.getpid())
         if ready is not None:
             ready()
-        _loop(worker, region, runner, max_jobs, max_wait_us, fetch_timeout_ms, stop, stats)
+        try:
+            run_loop(
+                worker.fast_loop(),
+                region,
+                runner,
+                max_jobs,
+                max_wait_us,
+                fetch_timeout_ms,
+                stop,
+                stats,
+                pipeline_depth=pipeline_depth,
+            )
+        except (ModelGone, ModelNotFound) as exc:
+            log.info("model %r is gone (%s); worker stops", info.name, exc)
     return stats
 
 
-def _loop(
-    worker: Worker,
+def build_runner(
+    info: ModelInfo,
+    apply: ApplyFn | Any,
+    params: Any,
+    sizes: Sequence[int],
+    plan: Buckets | None = None,
+    *,
+    identity: bool = False,
+    jax_device: str | Any = None,
+    devices: str | None = None,
+) -> Runner:
+    """The runner :func:`serve` uses for a model: a copy for the identity model, else
+    ``jit(apply)`` on the chosen device(s), with the mean pool fused in when the model's
+    ``worker_post`` gives it to the worker."""
+    if identity:
+        if plan is not None:
+            raise InvalidArgument(f"model {info.name!r}: a copy has no length buckets")
+        return CopyRunner(info.worker_input, info.worker_output.size, sizes)
+    if info.worker_post and not info.worker_pool:
+        raise InvalidArgument(
+            f"model {info.name!r}: worker_post {info.worker_post} over {list(info.post)};"
+            " this worker runs only a leading mean_pool"
+        )
+    pool = None
+    if info.worker_pool:
+        rows, dim = info.output.shape
+        pool = Pool(rows, dim, masked=info.pre_op == "tokenize")
+    device = resolve_device(jax_device) if isinstance(jax_device, str) else jax_device
+    mesh = None
+    if devices is not None:
+        if devices != "all":
+            raise InvalidArgument(f"devices must be 'all', got {devices!r}")
+        platform = jax_device.split(":")[0] if isinstance(jax_device, str) else None
+        if platform is None and device is not None:
+            platform = device.platform
+        mesh = local_devices(platform)
+        device = None
+        log.info("model %r: each batch sharded over %s", info.name, mesh)
+    return BatchRunner(
+        apply,
+        params,
+        info.worker_input,
+        info.worker_output.size,
+        sizes,
+        plan,
+        pool=pool,
+        device=device,
+        mesh=mesh,
+    )
+
+
+class JobSource(Protocol):
+    """What :func:`run_loop` needs of the loop's state: :class:`~pyflaxdev.wloop.FastLoop`
+    over a real fd, or an in-process feeder (the worker-path benchmark)."""
+
+    slots_all: npt.NDArray[np.intp]
+
+    @property
+    def held(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    def fetch(self, max_jobs: int, max_wait_us: int, timeout_ms: int, *, nowait: bool) -> int: ...
+
+    def complete(self, status: int, n: int) -> None: ...
+
+    def flush(self) -> int: ...
+
+    def copy_inputs_to_outputs(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A batch in flight: its slots (copied), and its result to come."""
+
+    slots: npt.NDArray[np.intp]
+    pending: Pending | None
+    status: int = 0
+
+
+def run_loop(
+    loop: JobSource,
     region: Region,
     runner: Runner,
     max_jobs: int,
@@ -346,47 +476,86 @@ def _loop(
     fetch_timeout_ms: int,
     stop: threading.Event | None,
     stats: WorkerStats,
+    *,
+    pipeline_depth: int = 2,
 ) -> None:
-    loop = worker.fast_loop()
+    """The serving loop over ``loop`` (closed at the end, pending completions flushed).
+
+    Each turn: FETCH (waiting for jobs only when none is held), dispatch a
+    batch of the waiting jobs if fewer than ``pipeline_depth`` are in
+    flight, and finish the oldest batch in flight (read its result into the
+    output slots, queue its completions) when the pipeline is full or
+    nothing new was dispatched.
+    """
     wait_us = MAX_WAIT_US if max_wait_us is None else max_wait_us
     slots_all = loop.slots_all
     inputs, outputs = region.inputs, region.outputs
-    copy = isinstance(runner, CopyRunner)
+    copy = not isinstance(runner, BatchRunner)
+    depth = 1 if copy else pipeline_depth
+    nslots = len(slots_all)
+    flights: collections.deque[_Flight] = collections.deque()
+    busy = 0  # jobs in flight: the first ``busy`` held
     clock = time.perf_counter
-    try:
-        # Jobs kept over from a batch run before anything else, stop or not.
-        while loop.held or stop is None or not stop.is_set():
-            kept = loop.held
-            room = max_jobs - kept
-            # Holding jobs: take what is queued now, never wait for more.
-            got = loop.fetch(room, wait_us, fetch_timeout_ms, nowait=kept > 0) if room else 0
-            stats.fetches += 1
-            if got < 0 or got + kept == 0:  # a signal (completions resent), or no job
-                continue
-            most = min(loop.held, loop.limit)
-            # Nothing new came to join the kept jobs: run them all, padded.
-            n = most if kept and not got else runner.split(most)
-            status = 0
-            t0 = clock()
+
+    def finish() -> None:
+        nonlocal busy
+        flight = flights.popleft()
+        n = len(flight.slots)
+        t0 = clock()
+        if flight.pending is not None:
+            assert isinstance(runner, BatchRunner)
             try:
-                if copy:
-                    loop.copy_inputs_to_outputs(n)
-                else:
-                    slots = slots_all[:n]
-                    outputs[slots] = runner.run(inputs, slots)
+                runner.finish_into(flight.pending, outputs, flight.slots)
             except Exception:
                 log.exception("apply failed on a batch of %d; failing it with EIO", n)
-                status = -errno.EIO
-                stats.failed_jobs += n
-            stats.compute_seconds += clock() - t0
-            loop.complete(status, n)
-            stats.batches += 1
-            stats.jobs += n
-            stats.batch_sizes[n] += 1
-    except (ModelGone, ModelNotFound) as exc:
-        log.info("model %r is gone (%s); worker stops", worker.info.name, exc)
+                flight.status = -errno.EIO
+        stats.compute_seconds += clock() - t0
+        if flight.status:
+            stats.failed_jobs += n
+        loop.complete(flight.status, n)
+        busy -= n
+        stats.batches += 1
+        stats.jobs += n
+        stats.batch_sizes[n] += 1
+
+    try:
+        # Jobs kept over from a batch run before anything else, stop or not.
+        while flights or loop.held or stop is None or not stop.is_set():
+            held = loop.held
+            kept = held - busy
+            room = min(max_jobs - kept, nslots - held)
+            # Holding jobs: take what is queued now, never wait for more.
+            got = loop.fetch(room, wait_us, fetch_timeout_ms, nowait=held > 0) if room > 0 else 0
+            stats.fetches += 1
+            got = max(got, 0)  # -1: a signal, the completions are resent
+            waiting = loop.held - busy
+            dispatched = False
+            if waiting and len(flights) < depth:
+                most = min(waiting, loop.limit)
+                # Nothing new came to join the kept jobs: run them all, padded.
+                n = most if kept and not got else runner.split(most)
+                slots = slots_all[busy : busy + n]
+                t0 = clock()
+                flight = _Flight(slots.copy(), None)
+                try:
+                    if copy:
+                        loop.copy_inputs_to_outputs(n)
+                    else:
+                        assert isinstance(runner, BatchRunner)
+                        flight.pending = runner.start(inputs, slots)
+                except Exception:
+                    log.exception("apply failed on a batch of %d; failing it with EIO", n)
+                    flight.status = -errno.EIO
+                stats.compute_seconds += clock() - t0
+                flights.append(flight)
+                busy += n
+                dispatched = True
+            if flights and (len(flights) >= depth or not dispatched):
+                finish()
     finally:
         try:
+            while flights:  # an error on the way: what is in flight still completes
+                finish()
             if loop.pending:
                 loop.flush()
         except FlaxError as exc:

@@ -21,6 +21,18 @@ pyflaxdev.buckets), ``--no-buckets`` always at full length.
 
 ``null`` (the identity model) is served by a copy of each input to its
 output: no JAX, nothing to compile; it measures the transport itself.
+
+Accelerators: ``--jax-device cpu|cuda:0|gpu:1|tpu:0`` pins the model (its
+parameters and computation) to one JAX device; ``--devices all`` shards each
+batch over every local device of that platform (a ``jax.sharding.Mesh``, the
+parameters replicated).  The worker sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+unless the environment sets XLA's allocator already, so several workers share
+a GPU.  ``--worker-post`` (with ``--create``) chooses where a leading
+``mean_pool`` runs: ``1`` in the worker, fused into the jitted function (the
+output slot holds [D], not [L, D]), ``0`` in the kernel; ``auto`` (default)
+is 1 for a chain that starts with ``mean_pool`` (minilm), because the pool
+costs the device almost nothing and the output copied back and through the
+slots shrinks L-fold on any backend.  Clients see the same results.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyflaxdev.accel import configure_allocator
 from pyflaxdev.commands._common import (
     check_positive,
     doc,
@@ -133,7 +146,42 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="MS",
         help="FETCH timeout, i.e. how often stop is checked (default 200)",
     )
+    p.add_argument(
+        "--jax-device",
+        default=None,
+        metavar="DEV",
+        help="JAX device of the model: cpu, cuda:0, gpu:1, tpu:0 ... (default: JAX's default)",
+    )
+    p.add_argument(
+        "--devices",
+        choices=("all",),
+        default=None,
+        help="shard each batch over all local devices (of --jax-device's platform)",
+    )
+    p.add_argument(
+        "--worker-post",
+        choices=("auto", "0", "1"),
+        default="auto",
+        help="with --create: 1 runs a leading mean_pool in the worker, 0 in the kernel"
+        " (default auto: 1 when the chain starts with mean_pool)",
+    )
+    p.add_argument(
+        "--pipeline-depth",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="batches in flight on the device (default 2: the next one is gathered and"
+        " dispatched while the current one computes)",
+    )
     p.set_defaults(run=run)
+
+
+def worker_post(choice: str, post: tuple[str, ...]) -> int:
+    """``--worker-post`` for a chain: ``auto`` pools in the worker whenever the chain
+    starts with ``mean_pool``."""
+    if choice == "auto":
+        return 1 if post[:1] == ("mean_pool",) else 0
+    return int(choice)
 
 
 def batch_sizes(sizes: tuple[int, ...], max_batch: int | None) -> tuple[int, ...]:
@@ -173,11 +221,13 @@ def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -
             max_queue=args.max_queue,
             labels=labels,
             exist_ok=True,
+            worker_post=worker_post(args.worker_post, spec.post),
         )
         info = model.info
         progress(
             f"created model {name!r} (id {info.id}, {info.nslots} slots, max_batch"
-            f" {info.max_batch}, max_queue_delay_us {info.max_queue_delay_us})"
+            f" {info.max_batch}, max_queue_delay_us {info.max_queue_delay_us},"
+            f" worker_post {info.worker_post})"
         )
     else:
         if labels is not None:
@@ -194,6 +244,7 @@ def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -
 
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal or the model's destruction."""
+    configure_allocator()  # before anything starts a JAX backend
     spec = zoo_spec(args.model).at_length(args.max_len)
     name = args.name or spec.name
     sizes = batch_sizes(args.batch_sizes or spec.batch_sizes or DEFAULT_BATCH_SIZES, args.max_batch)
@@ -236,6 +287,9 @@ def run(args: argparse.Namespace) -> int:
             ready=ready,
             stats=stats,
             identity=spec.identity,
+            jax_device=args.jax_device,
+            devices=args.devices,
+            pipeline_depth=args.pipeline_depth,
         )
 
     run_until_signal(work, stop.set, "flaxdev-worker")

@@ -192,13 +192,15 @@ class ModelSpec:
         max_queue: int = 0,
         labels: Sequence[str] | None = None,
         exist_ok: bool = False,
+        worker_post: int = 0,
     ) -> Model:
         """Create this model on ``device`` (as ``name``, default the spec's name).
 
         The queueing knobs go to :meth:`~pyflaxdev.Device.create_model`; the
         spec's labels are uploaded unless ``labels`` is given (``()``: none),
         and a text model's vocabulary (kept if the model already had one).
-        ``timeout_ms`` 0 takes the spec's default.
+        ``timeout_ms`` 0 takes the spec's default; ``worker_post`` 1 has the
+        worker mean-pool (a chain starting with ``mean_pool``).
         """
         model = device.create_model(
             name or self.name,
@@ -217,6 +219,7 @@ class ModelSpec:
             exist_ok=exist_ok,
             tokenize=self.tokenize,
             text_max=self.text_max,
+            worker_post=worker_post,
         )
         if self.load_vocab is not None:
             from pyflaxdev.errors import FlaxError

@@ -218,6 +218,9 @@ class FakeLoop:
             self.slots_all[:n] = w.slots
             self._sent = self.held = n
             return n
+        if not hasattr(self, "_completed"):  # the batch is in flight: nothing more is queued
+            assert nowait
+            return 0
         w.completed = self._completed
         self.pending = 0
         raise ModelGone("model destroyed (ENODEV)", errno.ENODEV)
