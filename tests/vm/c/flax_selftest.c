@@ -1224,7 +1224,8 @@ static void test_errors(void)
 			      "attach: failed copy-out leaves no worker (%ld -> %ld)",
 			      nw, sysfs_num("err", "workers"));
 			{
-				struct flax_fetch f = { .max_jobs = 1 };
+				struct flax_fetch f = { .max_jobs = 1,
+							.timeout_ms = 100 };
 
 				CHECK(fetch(afd, &f) == -ENXIO,
 				      "attach: failed copy-out leaves the fd no worker");
