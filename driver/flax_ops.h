@@ -173,8 +173,8 @@ int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
 /**
  * flax_ops_init() - choose flax_normalize()'s code path for this CPU.
  *
- * Called once at module load, as the kernel's crypto and RAID code choose
- * theirs.  No floating point: it may run outside an FPU section.
+ * Context: once, at module load, as the kernel's crypto and RAID code
+ * choose theirs; no floating point, so outside any FPU section.
  *
  * Return: the path chosen, FLAX_NORM_PATH_SSE2 or FLAX_NORM_PATH_AVX2.
  */
