@@ -47,6 +47,8 @@ ctools:
 # first only).  On the first series, kbuild/kmsg-demo.sh (~40 s) first shows
 # that vm-run's kernel-log check catches a WARNING planted early in a long
 # run, one a check of the final dmesg misses: make test fails if it does not.
+# Every boot has a time limit (vm-run --timeout; VM_TIMEOUT below), so that a
+# hung guest fails the run in minutes, saying where it was, not at CI's limit.
 test: setup
 	$(MAKE) python ctools
 	$(MAKE) test-host
@@ -54,7 +56,7 @@ test: setup
 	set -e; long=1; for series in $(KSERIES); do \
 		$(MAKE) module KSERIES=$$series; \
 		if [ $$long = 1 ]; then bash kbuild/kmsg-demo.sh \
-			--kver $$(kbuild/kver.sh $$series) --out out/vm-kmsg-demo; fi; \
+			--kver $$(kbuild/kver.sh $$series) --out out/vm-kmsg-demo --timeout 300; fi; \
 		$(MAKE) test-vm KSERIES=$$series FLAX_VM_LONG=$$long; \
 		long=0; \
 	done
@@ -76,12 +78,15 @@ test-exhaustive:
 # of a transformer under TCG), the stress run (about 5) and the bench sweep
 # (about 2): make test runs them on the first series only.
 FLAX_VM_LONG ?= 1
+# The longest one suite's boot may take (vm-run --timeout): the long suite
+# takes ~16 min here, the short one ~6.
+VM_TIMEOUT ?= $(if $(filter 1,$(FLAX_VM_LONG)),2700,1200)
 # The MiniLM test's reference vectors are computed natively first (seconds
 # here, minutes under TCG); the test computes them itself without the file.
 test-vm:
 	if [ "$(FLAX_VM_LONG)" = 1 ]; then \
 		$(PY) tests/vm/minilm_reference.py out/vm-test-$(kver)/minilm-reference.npz; fi
-	kbuild/vm-run --kver $(kver) --out out/vm-test-$(kver) -- \
+	kbuild/vm-run --kver $(kver) --out out/vm-test-$(kver) --timeout $(VM_TIMEOUT) -- \
 		env FLAX_VM_LONG=$(FLAX_VM_LONG) bash tests/vm/run.sh
 
 # The VM suite on a kernel built with KASAN, lockdep, DEBUG_ATOMIC_SLEEP,

@@ -3,7 +3,7 @@
 # is left in the ring buffer at the end (make test runs it on its first
 # kernel series, ~30 s):
 #
-#   kbuild/kmsg-demo.sh [--kver REL] [--ko FILE] [--out DIR]
+#   kbuild/kmsg-demo.sh [--kver REL] [--ko FILE] [--out DIR] [--timeout SECONDS]
 #
 # It boots with the kernel's own ring buffer (128 KiB on Debian), plants a
 # WARNING line in the kernel log early (through /dev/kmsg), then logs about
@@ -36,11 +36,13 @@ fi
 kver=$("$top/kbuild/kver.sh" 6.1)
 ko=$top/kbuild/flaxdev.ko
 out=$top/out/vm-kmsg-demo
+timeout_s=300
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kver) kver=$2; shift 2 ;;
 	--ko) ko=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
 	*) echo "kmsg-demo: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -49,6 +51,7 @@ log=$out/vm-run.log
 
 echo "kmsg-demo: vm-run must fail on a WARNING planted before ~600 KiB of kernel log"
 "$top/kbuild/vm-run" --kver "$kver" --ko "$ko" --out "$out" --log-buf-len default \
+	--timeout "$timeout_s" \
 	-- bash kbuild/kmsg-demo.sh --guest 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 
