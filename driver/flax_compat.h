@@ -16,10 +16,10 @@
 #include <linux/types.h>
 #include <asm/fpu/api.h>
 
-/* May sleep: process context only. */
+/* May sleep: process context only.  Charged to the caller's memory cgroup. */
 static inline void *flax_kvmalloc(size_t size)
 {
-	return kvmalloc(size, GFP_KERNEL);
+	return kvmalloc(size, GFP_KERNEL_ACCOUNT);
 }
 
 static inline void flax_kvfree(const void *p)

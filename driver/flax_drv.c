@@ -29,6 +29,7 @@
 #include <linux/build_bug.h>
 #include <linux/fs.h>
 #include <linux/log2.h>
+#include <linux/mm.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -54,6 +55,18 @@ unsigned int flax_max_models = 16;
 module_param_named(max_models, flax_max_models, uint, 0444);
 MODULE_PARM_DESC(max_models,
 		 "Most models that can exist at once (1-1024, default 16)");
+
+unsigned int flax_max_models_per_user = 4;
+module_param_named(max_models_per_user, flax_max_models_per_user, uint, 0444);
+MODULE_PARM_DESC(
+	max_models_per_user,
+	"Most models one user without CAP_SYS_ADMIN may own at once (1-1024, default 4; max_models bounds all)");
+
+unsigned int flax_max_region_mb;
+module_param_named(max_region_mb, flax_max_region_mb, uint, 0444);
+MODULE_PARM_DESC(
+	max_region_mb,
+	"Most MiB the slot regions of all models may take, destroyed ones still mapped included (default: half of RAM)");
 
 unsigned int flax_max_slots = 256;
 module_param_named(max_slots, flax_max_slots, uint, 0444);
@@ -142,32 +155,42 @@ static int flax_ioctl_info(struct file *file, void __user *argp,
  * struct flax_ioctl_desc - one ioctl.
  * @cmd: the command as published (its size is the current struct size).
  * @size_ver0: smallest struct size accepted.
+ * @write: changes a model or the set of models: the fd must be open for
+ *	writing (-EBADF otherwise).  Who may change which model, the
+ *	handler checks (flax_model_may_admin()).
  * @fn: the handler; gets the struct size the caller encoded in its
  *	command, at least @size_ver0.
  */
 struct flax_ioctl_desc {
 	unsigned int cmd;
 	unsigned int size_ver0;
+	bool write;
 	int (*fn)(struct file *file, void __user *argp, unsigned int usize);
 };
 
 static const struct flax_ioctl_desc flax_ioctls[] = {
-	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, flax_ioctl_info },
-	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0,
+	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, false, flax_ioctl_info },
+	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0, true,
 	  flax_ioctl_model_create },
-	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, flax_ioctl_model_get },
-	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0,
+	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, false,
+	  flax_ioctl_model_get },
+	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0, true,
 	  flax_ioctl_model_destroy },
-	{ FLAX_IOC_LABELS_SET, FLAX_LABELS_SIZE_VER0, flax_ioctl_labels_set },
-	{ FLAX_IOC_LABELS_GET, FLAX_LABELS_SIZE_VER0, flax_ioctl_labels_get },
-	{ FLAX_IOC_VOCAB_SET, FLAX_VOCAB_SET_SIZE_VER0, flax_ioctl_vocab_set },
-	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0,
+	{ FLAX_IOC_LABELS_SET, FLAX_LABELS_SIZE_VER0, true,
+	  flax_ioctl_labels_set },
+	{ FLAX_IOC_LABELS_GET, FLAX_LABELS_SIZE_VER0, false,
+	  flax_ioctl_labels_get },
+	{ FLAX_IOC_VOCAB_SET, FLAX_VOCAB_SET_SIZE_VER0, true,
+	  flax_ioctl_vocab_set },
+	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0, true,
 	  flax_ioctl_worker_attach },
-	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, flax_ioctl_fetch },
-	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, flax_ioctl_complete },
-	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, flax_ioctl_infer },
-	{ FLAX_IOC_SUBMIT, FLAX_SUBMIT_SIZE_VER0, flax_ioctl_submit },
-	{ FLAX_IOC_REAP, FLAX_REAP_SIZE_VER0, flax_ioctl_reap },
+	/* A worker's fd was open for writing when it attached. */
+	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, false, flax_ioctl_fetch },
+	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, false,
+	  flax_ioctl_complete },
+	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, false, flax_ioctl_infer },
+	{ FLAX_IOC_SUBMIT, FLAX_SUBMIT_SIZE_VER0, false, flax_ioctl_submit },
+	{ FLAX_IOC_REAP, FLAX_REAP_SIZE_VER0, false, flax_ioctl_reap },
 };
 
 /*
@@ -190,6 +213,8 @@ static long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			return -ENOTTY;
 		if (usize < desc->size_ver0)
 			return -EINVAL;
+		if (desc->write && !(file->f_mode & FMODE_WRITE))
+			return -EBADF;
 		return desc->fn(file, (void __user *)arg, usize);
 	}
 	return -ENOTTY;
@@ -242,6 +267,14 @@ static int __init flax_check_params(void)
 		pr_err("max_models must be 1 to %u\n", FLAX_MAX_MODELS_LIMIT);
 		return -EINVAL;
 	}
+	if (!flax_max_models_per_user ||
+	    flax_max_models_per_user > FLAX_MAX_MODELS_LIMIT) {
+		pr_err("max_models_per_user must be 1 to %u\n",
+		       FLAX_MAX_MODELS_LIMIT);
+		return -EINVAL;
+	}
+	if (!flax_max_region_mb)
+		flax_max_region_mb = totalram_pages() >> (20 - PAGE_SHIFT) >> 1;
 	if (!flax_max_slots || flax_max_slots > FLAX_MAX_SLOTS_LIMIT) {
 		pr_err("max_slots must be 1 to %u\n", FLAX_MAX_SLOTS_LIMIT);
 		return -EINVAL;

@@ -16,6 +16,8 @@
  * load, so the rest of the module reads them without locking.
  */
 extern unsigned int flax_max_models;
+extern unsigned int flax_max_models_per_user;
+extern unsigned int flax_max_region_mb;
 extern unsigned int flax_max_slots;
 extern unsigned int flax_max_slot_bytes;
 extern unsigned int flax_timeout_ms;

@@ -410,7 +410,8 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 	int ret = 0;
 
 	if (count > FLAX_NORM_PAIRS_ONSTACK) {
-		pairs = kvmalloc_array(count, 2 * sizeof(u32), GFP_KERNEL);
+		pairs = kvmalloc_array(count, 2 * sizeof(u32),
+				       GFP_KERNEL_ACCOUNT);
 		if (!pairs)
 			return -ENOMEM;
 	}
@@ -626,7 +627,7 @@ static int flax_result_text(struct flax_model *model, struct flax_infer_io *io,
 		ret = -ENOSPC;
 		goto out;
 	}
-	text = kvmalloc(len ?: 1, GFP_KERNEL);
+	text = kvmalloc(len ?: 1, GFP_KERNEL_ACCOUNT);
 	if (!text) {
 		ret = -ENOMEM;
 		goto out;
@@ -757,7 +758,7 @@ static int flax_scratch_alloc(const struct flax_model *model,
 	if (!flax_model_has_post(model) && !text)
 		return 0;
 	scratch = ALIGN(flax_post_scratch_size(model, rc->topk), 8);
-	*buf = kvmalloc(scratch + mask_bytes, GFP_KERNEL);
+	*buf = kvmalloc(scratch + mask_bytes, GFP_KERNEL_ACCOUNT);
 	if (!*buf)
 		return -ENOMEM;
 	if (mask_bytes)
@@ -982,7 +983,8 @@ static void flax_areq_unpin(struct flax_areq *areq)
 	if (!slot)
 		goto out_unlock;
 	if (!areq->status) {
-		raw = kvmalloc(out_bytes + flax_mask_bytes(model), GFP_KERNEL);
+		raw = kvmalloc(out_bytes + flax_mask_bytes(model),
+			       GFP_KERNEL_ACCOUNT);
 		if (!raw)
 			goto out_unlock;
 		memcpy(raw, flax_out_slot(model, slot->index), out_bytes);
@@ -1240,7 +1242,8 @@ static int flax_areq_reap(struct flax_areq *areq, struct flax_reap_entry *e)
 		ret = flax_scratch_alloc(model, &areq->rc, areq->text, &buf,
 					 &mask);
 		if (!ret && !areq->text) {
-			out = kvmalloc(areq->rc.result_size, GFP_KERNEL);
+			out = kvmalloc(areq->rc.result_size,
+				       GFP_KERNEL_ACCOUNT);
 			ret = out ? 0 : -ENOMEM;
 		}
 		if (ret) {
@@ -1505,7 +1508,8 @@ static void flax_worker_release_one(struct flax_worker *worker)
  * @usize: its size.
  *
  * Return: 0 with the ring index and region layout filled in, -ENOENT for
- * an unknown model, -EBUSY when FLAX_MAX_WORKERS are attached, -EINVAL
+ * an unknown model, -EPERM unless the caller owns the model or has
+ * CAP_SYS_ADMIN, -EBUSY when FLAX_MAX_WORKERS are attached, -EINVAL
  * if the fd is already a worker, -EFAULT, -E2BIG or -ENOMEM.
  */
 int flax_ioctl_worker_attach(struct file *file, void __user *argp,
@@ -1529,8 +1533,11 @@ int flax_ioctl_worker_attach(struct file *file, void __user *argp,
 	model = flax_model_get(req.model_id);
 	if (!model)
 		return -ENOENT;
+	ret = -EPERM;
+	if (!flax_model_may_admin(model))
+		goto err_put;
 
-	worker = kzalloc(sizeof(*worker), GFP_KERNEL);
+	worker = kzalloc(sizeof(*worker), GFP_KERNEL_ACCOUNT);
 	if (!worker) {
 		ret = -ENOMEM;
 		goto err_put;
@@ -1912,6 +1919,8 @@ int flax_worker_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct flax_worker *worker = flax_file_worker(file);
 	struct flax_model *model;
+	unsigned long off;
+	int ret;
 
 	if (!worker)
 		return -ENXIO;
@@ -1925,8 +1934,19 @@ int flax_worker_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;
 
-	flax_vm_flags_mod(vma, VM_DONTCOPY | VM_DONTEXPAND, VM_MAYEXEC);
-	return remap_vmalloc_range(vma, model->region, 0);
+	/*
+	 * Page by page, as remap_vmalloc_range() does; that one maps only
+	 * vmalloc_user() memory, which no memory cgroup is charged for.
+	 */
+	flax_vm_flags_mod(vma, VM_DONTCOPY | VM_DONTEXPAND | VM_DONTDUMP,
+			  VM_MAYEXEC);
+	for (off = 0; off < model->layout.region_size; off += PAGE_SIZE) {
+		ret = vm_insert_page(vma, vma->vm_start + off,
+				     vmalloc_to_page(model->region + off));
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /**
@@ -1939,7 +1959,7 @@ int flax_file_open(struct file *file)
 {
 	struct flax_file *ff;
 
-	ff = kzalloc(sizeof(*ff), GFP_KERNEL);
+	ff = kzalloc(sizeof(*ff), GFP_KERNEL_ACCOUNT);
 	if (!ff)
 		return -ENOMEM;
 	spin_lock_init(&ff->client.lock);

@@ -31,4 +31,13 @@ static inline void flax_vm_flags_mod(struct vm_area_struct *vma, vm_flags_t set,
 #endif
 }
 
+/*
+ * kobj_type.get_ownership() takes a const kobject since 6.2.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#define flax_kobj_const const
+#else
+#define flax_kobj_const
+#endif
+
 #endif /* _FLAX_KCOMPAT_H */

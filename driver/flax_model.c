@@ -9,6 +9,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/align.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
 #include <linux/err.h>
 #include <linux/kobject.h>
 #include <linux/log2.h>
@@ -26,6 +28,7 @@
 
 #include "flax_drv.h"
 #include "flax_job.h"
+#include "flax_kcompat.h"
 #include "flax_model.h"
 #include "flax_post.h"
 #include "flax_tok.h"
@@ -46,6 +49,8 @@ static struct kobject *flax_models_kobj;
  * module exit, so anything left is a leaked reference (checked there).
  */
 static atomic_t flax_models_alive = ATOMIC_INIT(0);
+/* Bytes of all regions allocated and not yet freed (max_region_mb). */
+static atomic64_t flax_region_bytes = ATOMIC64_INIT(0);
 
 #define FLAX_F32_SIGN 0x80000000u
 #define FLAX_F32_EXP 0x7f800000u
@@ -178,7 +183,8 @@ static struct flax_cfg *flax_cfg_alloc(u32 count)
 {
 	struct flax_cfg *cfg;
 
-	cfg = kvzalloc(struct_size(cfg, data, 2 * (size_t)count), GFP_KERNEL);
+	cfg = kvzalloc(struct_size(cfg, data, 2 * (size_t)count),
+		       GFP_KERNEL_ACCOUNT);
 	if (!cfg)
 		return NULL;
 	cfg->norm.count = count;
@@ -381,12 +387,37 @@ static int flax_model_layout(struct flax_model *model, u32 nslots, u32 in_bytes,
 	return 0;
 }
 
+/*
+ * Counts a region of @size bytes against max_region_mb, or refuses it.  A
+ * region counts until it is freed: a destroyed model's until its last
+ * mapping goes.
+ */
+static int flax_region_charge(u64 size, const char *name)
+{
+	u64 cap = (u64)flax_max_region_mb << 20;
+	s64 old = atomic64_read(&flax_region_bytes);
+
+	do {
+		if (old + size > cap)
+			goto refuse;
+	} while (!atomic64_try_cmpxchg(&flax_region_bytes, &old, old + size));
+	return 0;
+
+refuse:
+	pr_warn_ratelimited("model %s: %llu-byte region past max_region_mb\n",
+			    name, size);
+	return -ENOMEM;
+}
+
 static void flax_model_release(struct kobject *kobj)
 {
 	struct flax_model *model = container_of(kobj, struct flax_model, kobj);
 	unsigned int i;
 
-	vfree(model->region);
+	if (model->region) {
+		vfree(model->region);
+		atomic64_sub(model->layout.region_size, &flax_region_bytes);
+	}
 	kvfree(model->slots);
 	/* The last reference: no reader is left. */
 	kvfree(rcu_access_pointer(model->cfg));
@@ -400,10 +431,25 @@ static void flax_model_release(struct kobject *kobj)
 	atomic_dec(&flax_models_alive);
 }
 
+/*
+ * The model's sysfs files belong to its owner: the settings it may change
+ * (mode 0644), the shell path's input and result (0200, 0400).
+ */
+static void flax_model_get_ownership(flax_kobj_const struct kobject *kobj,
+				     kuid_t *uid, kgid_t *gid)
+{
+	const struct flax_model *model =
+		container_of(kobj, struct flax_model, kobj);
+
+	*uid = model->uid;
+	*gid = model->gid;
+}
+
 static const struct kobj_type flax_model_ktype = {
 	.release = flax_model_release,
 	.sysfs_ops = &kobj_sysfs_ops,
 	.default_groups = flax_model_groups, /* flax_sysfs.c */
+	.get_ownership = flax_model_get_ownership,
 };
 
 /*
@@ -463,7 +509,7 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	if (desc->pre_op == FLAX_PRE_TOKENIZE)
 		in_user_bytes = desc->text_max ?: FLAX_TEXT_MAX_DEFAULT;
 
-	model = kzalloc(sizeof(*model), GFP_KERNEL);
+	model = kzalloc(sizeof(*model), GFP_KERNEL_ACCOUNT);
 	if (!model)
 		return ERR_PTR(-ENOMEM);
 	atomic_inc(&flax_models_alive);
@@ -477,6 +523,9 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	init_waitqueue_head(&model->slot_wait);
 	init_waitqueue_head(&model->job_wait);
 
+	model->uid = current_fsuid();
+	model->gid = current_fsgid();
+	model->privileged = ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
 	model->desc = *desc;
 	model->desc.id = 0;
 	model->desc.norm_mean = 0;
@@ -498,13 +547,26 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 		goto err_put;
 	flax_model_desc_live(model, &model->desc);
 
-	ret = -ENOMEM;
-	model->region = vmalloc_user(model->layout.region_size);
-	if (!model->region)
+	/*
+	 * Charged to the creator's memory cgroup; past its limit the
+	 * allocation fails (__GFP_RETRY_MAYFAIL: no OOM kill), as it does
+	 * past max_region_mb.  Mapped page by page (flax_worker_mmap()).
+	 */
+	ret = flax_region_charge(model->layout.region_size, desc->name);
+	if (ret)
 		goto err_put;
+	model->region = __vmalloc(model->layout.region_size,
+				  GFP_KERNEL_ACCOUNT | __GFP_ZERO |
+					  __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
+	if (!model->region) {
+		atomic64_sub(model->layout.region_size, &flax_region_bytes);
+		ret = -ENOMEM;
+		goto err_put;
+	}
 	memcpy(model->region, &model->layout, sizeof(model->layout));
 
-	model->slots = kvcalloc(nslots, sizeof(*model->slots), GFP_KERNEL);
+	model->slots =
+		kvcalloc(nslots, sizeof(*model->slots), GFP_KERNEL_ACCOUNT);
 	if (!model->slots)
 		goto err_put;
 	for (i = 0; i < nslots; i++) {
@@ -537,6 +599,22 @@ static struct flax_model *flax_model_find(const char *name)
 	return NULL;
 }
 
+/* Models of @uid's that count against max_models_per_user. */
+static unsigned int flax_models_owned(kuid_t uid)
+{
+	struct flax_model *model;
+	unsigned int n = 0;
+	unsigned long id;
+
+	lockdep_assert_held(&flax_registry_lock);
+
+	xa_for_each(&flax_models, id, model) {
+		if (!model->privileged && uid_eq(model->uid, uid))
+			n++;
+	}
+	return n;
+}
+
 /*
  * Gives the model an id, a sysfs directory and a place in the registry,
  * which takes its own reference.
@@ -552,6 +630,11 @@ static int flax_model_publish(struct flax_model *model)
 	}
 	if (flax_nmodels >= flax_max_models) {
 		ret = -ENOSPC;
+		goto out_unlock;
+	}
+	if (!model->privileged &&
+	    flax_models_owned(model->uid) >= flax_max_models_per_user) {
+		ret = -EDQUOT;
 		goto out_unlock;
 	}
 	if (flax_model_find(model->desc.name)) {
@@ -657,6 +740,21 @@ struct flax_model *flax_model_get(u32 id)
 	return model;
 }
 
+/**
+ * flax_model_may_admin() - may the current task change @model?
+ * @model: the model.
+ *
+ * Its owner (the creator's fsuid) and CAP_SYS_ADMIN may attach workers,
+ * destroy it and set its labels and vocabulary; its sysfs files are the
+ * owner's (flax_model_get_ownership()).
+ *
+ * Return: true if the task may.
+ */
+bool flax_model_may_admin(const struct flax_model *model)
+{
+	return uid_eq(current_fsuid(), model->uid) || capable(CAP_SYS_ADMIN);
+}
+
 /* Documented in flaxdev_kapi.h. */
 struct flax_model *flax_model_get_by_name(const char *name)
 {
@@ -672,8 +770,10 @@ struct flax_model *flax_model_get_by_name(const char *name)
 
 	mutex_lock(&flax_registry_lock);
 	model = flax_model_find(name);
-	if (model)
+	if (model && model->privileged)
 		kobject_get(&model->kobj);
+	else if (model)
+		model = ERR_PTR(-EPERM);
 	mutex_unlock(&flax_registry_lock);
 	return model ?: ERR_PTR(-ENOENT);
 }
@@ -729,8 +829,11 @@ unsigned int flax_models_count(void)
  * @argp: user struct flax_model_desc.
  * @usize: its size.
  *
+ * The caller becomes the model's owner (flax_model_may_admin()).
+ *
  * Return: 0, -EINVAL for a bad description, -EEXIST for a name in use,
- * -ENOSPC when max_models exist, -EFAULT, -E2BIG or -ENOMEM.
+ * -ENOSPC when max_models exist, -EDQUOT when the caller, without
+ * CAP_SYS_ADMIN, owns max_models_per_user, -EFAULT, -E2BIG or -ENOMEM.
  */
 int flax_ioctl_model_create(struct file *file, void __user *argp,
 			    unsigned int usize)
@@ -778,7 +881,7 @@ static int flax_model_copy_norm_out(struct flax_model *model, u64 mean, u64 std)
 	 * A stable copy, taken under RCU: the user copy may fault and sleep,
 	 * and no lock is held across it.
 	 */
-	copy = kvmalloc_array(2, bytes, GFP_KERNEL);
+	copy = kvmalloc_array(2, bytes, GFP_KERNEL_ACCOUNT);
 	if (!copy)
 		return -ENOMEM;
 	rcu_read_lock();
@@ -855,12 +958,14 @@ out_put:
  * clients and workers are woken.  The model's memory is freed when its
  * last worker is gone.
  *
- * Return: 0, -ENOENT for an unknown id, -EINVAL, -EFAULT or -E2BIG.
+ * Return: 0, -ENOENT for an unknown id, -EPERM unless the caller owns
+ * the model or has CAP_SYS_ADMIN, -EINVAL, -EFAULT or -E2BIG.
  */
 int flax_ioctl_model_destroy(struct file *file, void __user *argp,
 			     unsigned int usize)
 {
 	struct flax_model_ref ref;
+	struct flax_model *model;
 	int ret;
 
 	ret = copy_struct_from_user(&ref, sizeof(ref), argp, usize);
@@ -869,7 +974,14 @@ int flax_ioctl_model_destroy(struct file *file, void __user *argp,
 	if (ref.flags)
 		return -EINVAL;
 
-	return flax_model_destroy(ref.model_id, NULL);
+	model = flax_model_get(ref.model_id);
+	if (!model)
+		return -ENOENT;
+	ret = -EPERM;
+	if (flax_model_may_admin(model))
+		ret = flax_model_destroy(ref.model_id, model);
+	flax_model_put(model);
+	return ret;
 }
 
 static void flax_labels_free_rcu(struct rcu_head *head)
@@ -928,7 +1040,7 @@ static struct flax_labelset *flax_labels_parse(struct flax_model *model,
 
 	if (size && text[size - 1] != '\n')
 		bytes++;
-	labels = kvzalloc(struct_size(labels, text, bytes), GFP_KERNEL);
+	labels = kvzalloc(struct_size(labels, text, bytes), GFP_KERNEL_ACCOUNT);
 	if (!labels)
 		return ERR_PTR(-ENOMEM);
 	memcpy(labels->text, text, size);
@@ -955,7 +1067,8 @@ static struct flax_labelset *flax_labels_parse(struct flax_model *model,
 		count++;
 	}
 
-	labels->off = kvmalloc_array(count + 1, sizeof(u32), GFP_KERNEL);
+	labels->off =
+		kvmalloc_array(count + 1, sizeof(u32), GFP_KERNEL_ACCOUNT);
 	if (!labels->off) {
 		kvfree(labels);
 		return ERR_PTR(-ENOMEM);
@@ -1045,8 +1158,9 @@ static struct flax_model *flax_labels_model(struct flax_labels *req,
  * @argp: user struct flax_labels.
  * @usize: its size.
  *
- * Return: 0, -ENOENT for an unknown model, -EINVAL for a bad line or
- * struct, -E2BIG for too many labels or bytes, -EFAULT or -ENOMEM.
+ * Return: 0, -ENOENT for an unknown model, -EPERM unless the caller owns
+ * the model or has CAP_SYS_ADMIN, -EINVAL for a bad line or struct,
+ * -E2BIG for too many labels or bytes, -EFAULT or -ENOMEM.
  */
 int flax_ioctl_labels_set(struct file *file, void __user *argp,
 			  unsigned int usize)
@@ -1059,6 +1173,9 @@ int flax_ioctl_labels_set(struct file *file, void __user *argp,
 	model = flax_labels_model(&req, argp, usize, &ret);
 	if (!model)
 		return ret;
+	ret = -EPERM;
+	if (!flax_model_may_admin(model))
+		goto out_put;
 	ret = -E2BIG;
 	if (req.size > FLAX_LABELS_BYTES_MAX)
 		goto out_put;
@@ -1124,7 +1241,8 @@ int flax_ioctl_labels_get(struct file *file, void __user *argp,
  * @argp: user struct flax_vocab_set.
  * @usize: its size.
  *
- * Return: 0, -ENOENT for an unknown model, -EINVAL for a model that does
+ * Return: 0, -ENOENT for an unknown model, -EPERM unless the caller owns
+ * the model or has CAP_SYS_ADMIN, -EINVAL for a model that does
  * not tokenise or a bad vocabulary (bad_line says where; logged),
  * -E2BIG for too large a one, -EBUSY if the model has one, -EFAULT or
  * -ENOMEM.
@@ -1148,6 +1266,9 @@ int flax_ioctl_vocab_set(struct file *file, void __user *argp,
 	model = flax_model_get(req.model_id);
 	if (!model)
 		return -ENOENT;
+	ret = -EPERM;
+	if (!flax_model_may_admin(model))
+		goto out_put;
 	ret = -EINVAL;
 	if (!flax_model_tokenizes(model))
 		goto out_put;

@@ -18,6 +18,7 @@
 #include <linux/refcount.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/uidgid.h>
 #include <linux/wait.h>
 
 #include "flax_dtype.h"
@@ -218,6 +219,11 @@ struct flax_shell_result {
  *	The registry holds a reference until MODEL_DESTROY, each attached
  *	worker holds one, each ioctl in flight on the model holds one.
  * @id: the model's id; set before the model is published, then constant.
+ * @uid: the creator's fsuid, the model's owner: flax_model_may_admin(),
+ *	and the owner of the model's sysfs files.
+ * @gid: the creator's fsgid, the group of those files.
+ * @privileged: created by a task with CAP_SYS_ADMIN: counted against no
+ *	per-user limit, and the only kind the in-kernel API finds.
  * @desc: the validated description as created, with effective @nslots,
  *	@result_size and @text_size filled and the norm pointers cleared;
  *	the fields that may change live in @cfg.
@@ -235,7 +241,8 @@ struct flax_shell_result {
  * @shell_lock: protects @shell and @shell_seq.
  * @shell: the shell path's results, by session.
  * @shell_seq: stores so far, for @shell's LRU.
- * @region: the shared region, vmalloc_user().
+ * @region: the shared region, __vmalloc() charged to the creator's memory
+ *	cgroup, counted against max_region_mb until freed.
  * @layout: the kernel's copy of the region's layout; the one in the
  *	region is for the workers and never read back.
  * @slots: @layout.nslots slots.
@@ -261,6 +268,9 @@ struct flax_shell_result {
 struct flax_model {
 	struct kobject kobj;
 	u32 id;
+	kuid_t uid;
+	kgid_t gid;
+	bool privileged;
 	struct flax_model_desc desc;
 	u32 in_elems;
 	u32 out_elems;
@@ -339,6 +349,7 @@ static inline struct flax_ring *flax_ring(const struct flax_model *model,
 }
 
 struct flax_model *flax_model_get(u32 id);
+bool flax_model_may_admin(const struct flax_model *model);
 unsigned int flax_models_count(void);
 
 struct file;

@@ -576,7 +576,7 @@ static ssize_t flax_input_store(struct kobject *kobj,
 		return ret ?: count;
 	}
 
-	in = kvmalloc(model->in_user_bytes, GFP_KERNEL);
+	in = kvmalloc(model->in_user_bytes, GFP_KERNEL_ACCOUNT);
 	if (!in)
 		return -ENOMEM;
 	ret = flax_parse_numbers(buf, count, model->desc.input.dtype, in,
@@ -621,7 +621,7 @@ static ssize_t flax_result_read(struct file *filp, struct kobject *kobj,
 	return ret;
 }
 
-static BIN_ATTR(result, 0444, flax_result_read, NULL, 0);
+static BIN_ATTR(result, 0400, flax_result_read, NULL, 0);
 
 /*
  * Labels: read as one per line; written in one write(2) of less than a

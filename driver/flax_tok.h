@@ -5,9 +5,10 @@
  *
  * flax_tok.c compiles in the kernel (an ordinary object: no floating point)
  * and in user space (bindings/ops_build.py, tests/fuzz/), through
- * flax_compat.h.  It allocates with flax_kvmalloc() (kvmalloc(GFP_KERNEL)
- * in the kernel), so every function here may sleep: call it in process
- * context, on kernel memory.  Stack use is a few hundred bytes, with no
+ * flax_compat.h.  It allocates with flax_kvmalloc() (in the kernel,
+ * kvmalloc(GFP_KERNEL_ACCOUNT): charged to the caller's memory cgroup), so
+ * every function here may sleep: call it in process context, on kernel
+ * memory.  Stack use is a few hundred bytes, with no
  * recursion; the per-call state lives in a heap scratch area.
  *
  * Semantics: exactly Hugging Face tokenizers' (0.23.3)

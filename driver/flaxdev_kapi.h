@@ -38,9 +38,13 @@ struct flax_model;
  *
  * Context: process context; may sleep (takes the registry mutex).
  *
+ * Only a model created by a task with CAP_SYS_ADMIN is found: no user can
+ * stand in for the model a kernel consumer expects.
+ *
  * Return: the model, to be released with flax_model_put(); ERR_PTR(-EINVAL)
  * for a name that is empty or too long, ERR_PTR(-ENOENT) if no model has
- * that name.
+ * that name, ERR_PTR(-EPERM) if the model with that name was created
+ * without CAP_SYS_ADMIN.
  */
 struct flax_model *flax_model_get_by_name(const char *name);
 

@@ -56,12 +56,19 @@ class DeviceInfo:
 
 
 class Device(io.FileIO):
-    """An open flax device (``/dev/flax``), read-write, close-on-exec."""
+    """An open flax device (``/dev/flax``), close-on-exec.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    Read-write unless ``writable`` is false: the module refuses the ioctls
+    that change models (create, destroy, labels, vocabulary, worker attach)
+    on a read-only fd with ``EBADF``; clients that only infer need no more.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, writable: bool = True
+    ) -> None:
         path = os.fspath(path) if path is not None else default_path()
         try:
-            super().__init__(path, "r+")
+            super().__init__(path, "r+" if writable else "r")
         except OSError as exc:
             raise open_error(path, exc) from None
         self.path: str = path
@@ -318,6 +325,9 @@ def _f32_array(buf: Any) -> npt.NDArray[np.float32]:
     return np.frombuffer(ffi.buffer(buf), dtype=np.uint32).view(np.float32).copy()
 
 
-def open(path: str | os.PathLike[str] | None = None) -> Device:
-    """Open the flax device (``$FLAXDEV_DEVICE`` or ``/dev/flax`` by default)."""
-    return Device(path)
+def open(path: str | os.PathLike[str] | None = None, *, writable: bool = True) -> Device:
+    """Open the flax device (``$FLAXDEV_DEVICE`` or ``/dev/flax`` by default).
+
+    ``writable=False`` opens it read-only, for clients that only infer.
+    """
+    return Device(path, writable=writable)

@@ -171,7 +171,11 @@ class ModelGone(FlaxError):
 
 
 class OutOfResources(FlaxError):
-    """The module is out of memory or of model/slot capacity (``ENOMEM``, ``ENOSPC`` on create)."""
+    """The module is out of memory or of model/slot capacity.
+
+    ``ENOMEM``; on create also ``ENOSPC`` (max_models) and ``EDQUOT``
+    (max_models_per_user).
+    """
 
     default_errno = codes.ENOMEM
 
@@ -183,7 +187,7 @@ class NotAttached(FlaxError):
 
 
 class PermissionDenied(FlaxError, PermissionError):
-    """Not allowed (``EACCES``, ``EPERM``)."""
+    """Not allowed (``EACCES``, ``EPERM``; ``EBADF``: a change through an fd open read-only)."""
 
     default_errno = codes.EACCES
 
@@ -205,6 +209,7 @@ ERRNO_CLASSES: dict[int, type[FlaxError]] = {
     codes.ENOMEM: OutOfResources,
     codes.EACCES: PermissionDenied,
     codes.EPERM: PermissionDenied,
+    codes.EBADF: PermissionDenied,
     codes.ENXIO: NotAttached,
     codes.ECANCELED: Cancelled,
 }
@@ -212,6 +217,7 @@ ERRNO_CLASSES: dict[int, type[FlaxError]] = {
 # Classes that depend on the operation as well as the errno.
 _OP_CLASSES: dict[tuple[str, int], type[FlaxError]] = {
     ("MODEL_CREATE", codes.ENOSPC): OutOfResources,
+    ("MODEL_CREATE", codes.EDQUOT): OutOfResources,
     ("LABELS_SET", codes.E2BIG): LabelsTooLarge,
     ("VOCAB_SET", codes.E2BIG): InvalidArgument,
 }
@@ -225,8 +231,19 @@ _MESSAGES: dict[tuple[str, int], str] = {
     ("MODEL_CREATE", codes.EEXIST): "model {model!r} already exists",
     ("MODEL_CREATE", codes.ENOSPC): "cannot create model {model!r}: the module's model limit"
     " is reached",
-    ("MODEL_CREATE", codes.ENOMEM): "cannot create model {model!r}: out of memory for its"
-    " slot region",
+    ("MODEL_CREATE", codes.ENOMEM): "cannot create model {model!r}: no memory for its slot"
+    " region (past the memory cgroup's limit, the module's max_region_mb, or the machine's"
+    " memory)",
+    ("MODEL_CREATE", codes.EDQUOT): "cannot create model {model!r}: you own as many models as"
+    " the module's max_models_per_user allows (destroy one, or create it with CAP_SYS_ADMIN)",
+    ("MODEL_DESTROY", codes.EPERM): "model {model} is another user's: only its owner or"
+    " CAP_SYS_ADMIN may destroy it",
+    ("LABELS_SET", codes.EPERM): "model {model!r} is another user's: only its owner or"
+    " CAP_SYS_ADMIN may set its labels",
+    ("VOCAB_SET", codes.EPERM): "model {model!r} is another user's: only its owner or"
+    " CAP_SYS_ADMIN may set its vocabulary",
+    ("WORKER_ATTACH", codes.EPERM): "cannot attach to model {model!r}: it is another"
+    " user's (only its owner or CAP_SYS_ADMIN may serve it)",
     ("MODEL_CREATE", codes.EINVAL): "model description for {model!r} rejected by the module",
     ("INFER", codes.ENOENT): "model {model!r} no longer exists",
     ("INFER", codes.ENODEV): "model {model!r} was destroyed during the request",
@@ -289,6 +306,7 @@ _GENERIC: dict[int, str] = {
     codes.E2BIG: "{op}: the module is older than pyflaxdev and rejects its larger struct",
     codes.EACCES: "{op} not permitted on {path}",
     codes.EPERM: "{op} not permitted on {path}",
+    codes.EBADF: "{op} changes models: it needs {path} open for writing, not read-only",
     codes.EFAULT: "{op}: the module could not access a buffer (pyflaxdev bug)",
     codes.ENXIO: "{op}: this fd is not attached as a worker (WORKER_ATTACH first)",
 }

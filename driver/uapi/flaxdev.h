@@ -37,7 +37,12 @@
  * module knows), ENOTTY (unknown request, or a known one with another
  * direction).  Besides:
  *  - MODEL_CREATE: EEXIST (name taken), ENOSPC (max_models reached),
- *    ENOMEM (region too large);
+ *    EDQUOT (the caller, without CAP_SYS_ADMIN, owns max_models_per_user
+ *    models), ENOMEM (region too large);
+ *  - MODEL_CREATE, MODEL_DESTROY, LABELS_SET, VOCAB_SET, WORKER_ATTACH
+ *    change models: EBADF on an fd not open for writing; but for
+ *    MODEL_CREATE, EPERM unless the caller owns the model (created it)
+ *    or has CAP_SYS_ADMIN;
  *  - MODEL_GET, MODEL_DESTROY, LABELS_SET, LABELS_GET, INFER,
  *    WORKER_ATTACH: ENOENT (no such model);
  *  - MODEL_CREATE, MODEL_GET: EINVAL for a name that is not a valid name

@@ -6,6 +6,7 @@ with ``flaxdev.ko`` loaded.  It never skips: without ``/dev/flax`` every test fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,6 +38,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def dev() -> Iterator[pyflaxdev.Device]:
     with pyflaxdev.open() as d:
         yield d
+
+
+@pytest.fixture
+def cleanup(dev: pyflaxdev.Device) -> Iterator[list[str]]:
+    """Names of models to destroy after the test (as root, which may destroy any)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        with contextlib.suppress(pyflaxdev.ModelNotFound):
+            dev.destroy_model(name)
 
 
 @pytest.fixture(scope="session")

@@ -244,10 +244,10 @@ def test_shell_path_errors() -> None:
 
 
 def test_modes() -> None:
-    """World-readable, root-writable; input write-only, result read-only."""
+    """World-readable, owner-writable; input write-only, result the owner's only."""
     modes = {p.name: p.stat().st_mode & 0o777 for p in _dir().iterdir() if p.is_file()}
     assert modes["input"] == 0o200
-    assert modes["result"] == 0o444
+    assert modes["result"] == 0o400
     for name in ("id", "input_shape", "output_shape", "post_ops", "queued", "in_flight"):
         assert modes[name] == 0o444, name
     for name in ("topk", "threshold", "timeout_ms", "max_batch", "max_queue", "labels"):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,16 +12,6 @@ import pytest
 import pyflaxdev
 from pyflaxdev import cli, ioctls, models, reference
 from pyflaxdev.uapi import ffi
-
-
-@pytest.fixture
-def cleanup(dev: pyflaxdev.Device) -> Iterator[list[str]]:
-    """Names of models to destroy after the test."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        with contextlib.suppress(pyflaxdev.ModelNotFound):
-            dev.destroy_model(name)
 
 
 def test_create_get_destroy(

@@ -1672,6 +1672,8 @@ static void test_modload(const char *ko)
 	CHECK(load(ko, "max_timeout_ms=100") == -EINVAL,
 	      "insmod: max_timeout_ms below timeout_ms refused");
 	CHECK(load(ko, "max_pending=0") == -EINVAL, "insmod: max_pending=0 refused");
+	CHECK(load(ko, "max_models_per_user=0") == -EINVAL,
+	      "insmod: max_models_per_user=0 refused");
 
 	/*
 	 * Labels are freed through RCU callbacks: set and replace them, close,
