@@ -75,8 +75,9 @@ test-exhaustive:
 	FLAX_EXHAUSTIVE=1 $(PY) -m pytest -q tests/host/test_ops.py -k exhaustive
 
 # FLAX_VM_LONG=0 leaves out the long tests: MiniLM end to end (about 4 minutes
-# of a transformer under TCG), the stress run (about 5) and the bench sweep
-# (about 2): make test runs them on the first series only.
+# of a transformer under TCG), the patches CNN (about 2, most of it XLA
+# compiling), the stress run (about 5) and the bench sweep (about 2): make
+# test runs them on the first series only.
 FLAX_VM_LONG ?= 1
 # The longest one suite's boot may take (vm-run --timeout): the long suite
 # takes ~16 min here, the short one ~6.

@@ -5,6 +5,9 @@
 #   null    the transport alone: 1 and 64 C clients, device vs both socket servers
 #   digits  closed loop at 1..64 clients and open loop at three rates, device vs
 #           socket vs batching socket, in-process jit(apply) baseline
+#   patches 64x64 RGB photo patches through a CNN at 1 and 16 clients, device vs
+#           both socket servers; the kernel's per-channel normalisation (sysfs
+#           pre) beside numpy's
 #   minilm  sentences/s at 1, 8 and 64 clients, device vs the in-process
 #           pipeline (HF tokenizer + Flax + numpy pooling), at 32 tokens
 set -euo pipefail
@@ -23,6 +26,7 @@ run() {
 run null null --serve --clients 1,64 --duration "$secs" --plot "$out/null.png"
 run digits digits --serve --clients 1,4,16,64 --rate 200,400,800 --duration "$secs" \
 	--plot "$out/digits.png"
+run patches patches --serve --clients 1,16 --duration "$secs" --plot "$out/patches.png"
 if [ "${FLAX_BENCH_MINILM:-1}" = 1 ]; then
 	# At 32 tokens, buckets 8 and 16: under TCG one encoder call at the
 	# shipped 256 (bucket 32 and up) costs seconds to minutes.

@@ -75,6 +75,27 @@ def _key(p: Point) -> tuple[int, int | None, int | None, float | None]:
     return (p.clients, p.max_batch, p.delay_us, p.offered_rps)
 
 
+def _pre_line(result: SuiteResult) -> str:
+    """The kernel's preprocessing per request (sysfs ``pre``) against numpy's."""
+    numpy_us = result.numpy_pre_us
+    assert numpy_us is not None
+    line = f"preprocessing per input: numpy {numpy_us:.1f} µs (normalise one input, this process)"
+    pre = sorted(
+        v
+        for p in result.points
+        if p.transport == "device" and p.split_us
+        for v in [p.split_us.get("pre")]
+        if v
+    )
+    if pre:
+        median = pre[len(pre) // 2]
+        line += (
+            f"; device {median:.1f} µs (sysfs pre per request, median of {len(pre)} points:"
+            f" copy in + normalise), numpy/device {numpy_us / median:.1f}x"
+        )
+    return line
+
+
 def ratios(result: SuiteResult) -> list[dict[str, Any]]:
     """Device vs each other transport, point by point (same clients, batching, rate).
 
@@ -174,6 +195,8 @@ def format_report(result: SuiteResult) -> str:
         lines.append(
             f"batch 1 latency: p50 {base.batch1.p(50):.0f} µs, p99 {base.batch1.p(99):.0f} µs"
         )
+    if result.numpy_pre_us is not None:
+        lines += ["", _pre_line(result)]
     rows = ratios(result)
     if rows:
         keys = sorted({k for r in rows for k in r} - set(_RATIO_KEYS))

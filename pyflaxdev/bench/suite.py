@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import sys
 import tempfile
 import threading
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pyflaxdev import sysfs
+from pyflaxdev import reference, sysfs
 from pyflaxdev.bench.cload import LoadSpec, run_c
 from pyflaxdev.bench.inprocess import InProcessBench, apply_fn, inprocess
 from pyflaxdev.bench.pyload import run_python
@@ -38,6 +39,7 @@ from pyflaxdev.bench.result import LoadResult
 from pyflaxdev.bench.servers import ChildServer, serve_command, sockserve_command
 from pyflaxdev.device import Device
 from pyflaxdev.errors import InvalidArgument
+from pyflaxdev.spec import Normalization
 
 if TYPE_CHECKING:
     from pyflaxdev.models import ModelSpec
@@ -165,6 +167,9 @@ class SuiteResult:
     points: list[Point] = field(default_factory=list)
     inprocess: InProcessBench | None = None
     startup_s: dict[str, float] = field(default_factory=dict)
+    #: numpy's normalisation of one input, µs (models the kernel normalises):
+    #: what the device's sysfs ``pre`` per request compares with.
+    numpy_pre_us: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON: parameters, points, baseline."""
@@ -173,6 +178,7 @@ class SuiteResult:
             "points": [p.as_dict() for p in self.points],
             "inprocess": self.inprocess.as_dict() if self.inprocess else None,
             "startup_s": self.startup_s,
+            "numpy_pre_us": self.numpy_pre_us,
         }
 
 
@@ -352,7 +358,20 @@ def run_suite(config: SuiteConfig, say: Say) -> SuiteResult:
             say(f"no in-process baseline for {spec.name!r}: a copy in memory measures nothing")
         else:
             out.inprocess = _baseline(config, spec, inputs, say)
+        if spec.normalize is not None and isinstance(inputs, np.ndarray):
+            out.numpy_pre_us = _numpy_pre_us(spec.normalize, inputs)
     return out
+
+
+def _numpy_pre_us(norm: Normalization, inputs: npt.NDArray[Any], rounds: int = 5) -> float:
+    """Best of ``rounds`` of numpy normalising each input alone, µs per input."""
+    best = math.inf
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        for x in inputs:
+            reference.normalize(x, norm)
+        best = min(best, (time.perf_counter_ns() - t0) / len(inputs) / 1e3)
+    return best
 
 
 def _count_points(config: SuiteConfig, per_setting: int) -> int:

@@ -19,6 +19,7 @@ __all__ = ["ModelSpec", "get", "names"]
 # name -> module providing spec(); imported on first use.
 _REGISTRY: dict[str, str] = {
     "digits": "pyflaxdev.models.digits",
+    "patches": "pyflaxdev.models.patches",
     "minilm": "pyflaxdev.models.minilm",
     "null": "pyflaxdev.models.null",
 }

@@ -105,19 +105,26 @@ class WorkerProcess:
         return self.proc.returncode
 
 
-@pytest.fixture(scope="session")
-def digits_worker(digits_spec: models.ModelSpec) -> Iterator[WorkerProcess]:
-    """``digits`` created on the device and served by one worker process."""
+@contextlib.contextmanager
+def served(spec: models.ModelSpec, batch_sizes: str) -> Iterator[WorkerProcess]:
+    """Shipped model ``spec`` created on the device and served by one worker process."""
     with pyflaxdev.open() as d:
-        digits_spec.create(d, exist_ok=True)
-    worker = WorkerProcess("digits", "--batch-sizes", "1,8,64")
+        spec.create(d, exist_ok=True)
+    worker = WorkerProcess(spec.name, "--batch-sizes", batch_sizes)
     try:
         worker.wait_ready()
         yield worker
     finally:
         worker.stop()
         with pyflaxdev.open() as d:
-            d.destroy_model("digits")
+            d.destroy_model(spec.name)
+
+
+@pytest.fixture(scope="session")
+def digits_worker(digits_spec: models.ModelSpec) -> Iterator[WorkerProcess]:
+    """``digits`` created on the device and served by one worker process."""
+    with served(digits_spec, "1,8,64") as worker:
+        yield worker
 
 
 @pytest.fixture(scope="session")

@@ -8,40 +8,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import pytest
+from topk_check import check_topk, softmax
 
 import pyflaxdev
 from pyflaxdev import TopK
 
 pytestmark = pytest.mark.usefixtures("digits_worker")
 
-PROB_ATOL = 1e-6
 TOP = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("FLAX_OUT", "/tmp"))
-
-
-def _softmax(logits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return np.asarray(jax.nn.softmax(logits, axis=-1), dtype=np.float64)
-
-
-def _expected_order(probs: np.ndarray[Any, Any], k: int) -> np.ndarray[Any, Any]:
-    """Top-k indices, ties by ascending index (numpy's stable order)."""
-    return np.argsort(-probs, kind="stable")[:k]
-
-
-def _check_topk(
-    got_idx: np.ndarray[Any, Any], got_p: np.ndarray[Any, Any], probs: np.ndarray[Any, Any]
-) -> None:
-    np.testing.assert_allclose(got_p, probs[got_idx], rtol=0, atol=PROB_ATOL)
-    assert np.all(np.diff(got_p) <= 0), f"scores not descending: {got_p}"
-    # Near-ties may legitimately swap; the reference order must hold wherever
-    # the reference probabilities differ by more than the tolerance.
-    want = _expected_order(probs, len(got_idx))
-    for pos, (g, w) in enumerate(zip(got_idx, want, strict=True)):
-        if g != w:
-            assert abs(probs[g] - probs[w]) <= 2 * PROB_ATOL, f"rank {pos}: got {g}, want {w}"
 
 
 def test_python_client_heldout(
@@ -49,13 +26,13 @@ def test_python_client_heldout(
     digits_logits: np.ndarray[Any, Any],
 ) -> None:
     x, y = heldout
-    probs = _softmax(digits_logits)
+    probs = softmax(digits_logits)
     with pyflaxdev.open() as dev:
         model = dev.model("digits")
         results = [model.infer(img) for img in x]
     assert all(isinstance(r, TopK) and len(r) == model.info.topk for r in results)
     for r, p in zip(results, probs, strict=True):
-        _check_topk(r.indices, r.scores, p)
+        check_topk(r.indices, r.scores, p)
     device_top1 = np.array([r.top for r in results])
     in_process_top1 = digits_logits.argmax(axis=1)
     np.testing.assert_array_equal(device_top1, in_process_top1)
@@ -71,7 +48,7 @@ def test_c_client_heldout(
     digits_logits: np.ndarray[Any, Any],
 ) -> None:
     x, y = heldout
-    probs = _softmax(digits_logits)
+    probs = softmax(digits_logits)
     text = "".join(" ".join(str(int(v)) for v in img.ravel()) + "\n" for img in x)
     (OUT / "digits_heldout.txt").write_text(text)
     proc = subprocess.run(
@@ -91,7 +68,7 @@ def test_c_client_heldout(
         assert len(fields) == 6, line
         idx = np.array([int(f) for f in fields[0::2]])
         prob = np.array([float(f) for f in fields[1::2]])
-        _check_topk(idx, prob, p)
+        check_topk(idx, prob, p)
         top1.append(idx[0])
     np.testing.assert_array_equal(top1, digits_logits.argmax(axis=1))
     acc = float(np.mean(np.array(top1) == y))
@@ -105,7 +82,7 @@ def test_concurrent_clients_get_their_own_results(
 ) -> None:
     """8 clients x 50 requests, each on its own fd, each result checked against its input."""
     x, _ = heldout
-    probs = _softmax(digits_logits)
+    probs = softmax(digits_logits)
     rng = np.random.default_rng(8)
     plans = [rng.integers(0, len(x), size=50) for _ in range(8)]
     failures: list[str] = []
@@ -118,7 +95,7 @@ def test_concurrent_clients_get_their_own_results(
                 for i in plans[n]:
                     r = model.infer(x[i])
                     assert isinstance(r, TopK)
-                    _check_topk(r.indices, r.scores, probs[i])
+                    check_topk(r.indices, r.scores, probs[i])
                     done[n] += 1
         except BaseException as exc:  # collected and reported below
             failures.append(f"client {n}: {exc!r}")
