@@ -1,7 +1,8 @@
 """``flaxdev``: command-line interface to the flax device.
 
 Subcommands (one module each in :mod:`pyflaxdev.commands`): ``serve``,
-``infer``, ``status``, ``bench``, ``sockserve``, ``vm``.  Results go to stdout,
+``infer``, ``status``, ``metrics``, ``bench``, ``sockserve``, ``vm``.
+``--version`` prints pyflaxdev's version and the loaded module's.  Results go to stdout,
 progress and errors to stderr.  Exit status: 0 success, 1 failure (a
 :class:`FlaxError` is printed as ``flaxdev: <message>`` without a traceback;
 ``-v`` adds it), 2 usage error, 130 interrupted.
@@ -14,14 +15,28 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
-from pyflaxdev.commands import bench, infer, serve, sockserve, status, vm
+from pyflaxdev.commands import bench, infer, metrics, serve, sockserve, status, vm
 from pyflaxdev.device import default_path
 from pyflaxdev.errors import FlaxError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (serve, infer, status, bench, sockserve, vm)
+COMMANDS = (serve, infer, status, metrics, bench, sockserve, vm)
+
+
+def version_text() -> str:
+    """pyflaxdev's version, its ABI, and the loaded module's version (or that none is)."""
+    from pyflaxdev import __version__
+    from pyflaxdev.uapi import lib
+
+    loaded = Path("/sys/module/flaxdev/version")
+    try:
+        module = f"flaxdev.ko {loaded.read_text().strip()}"
+    except OSError:
+        module = "flaxdev.ko not loaded"
+    return f"pyflaxdev {__version__} (ABI {lib.FLAX_ABI_VERSION}); {module}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="more logging (-vv: debug); tracebacks on errors",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--version", action="version", version=version_text(), help="print versions and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
