@@ -6,6 +6,11 @@ in sysfs: topk, threshold, timeout_ms, max_batch, max_queue_delay_us,
 max_queue), and its timing (mean batch size and mean times per request).
 ``--hist`` adds the batch-size and latency histograms.  A value that could
 not be read prints as ``-``.
+
+``--ready MODEL`` prints nothing of that: it exits 0 if MODEL exists, is
+running (not drained through sysfs ``state``) and has a worker attached, else
+1 with the reason on stderr: the readiness check for a supervisor or a
+container probe.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 
 from pyflaxdev import sysfs
 from pyflaxdev.commands._common import doc
+from pyflaxdev.errors import ModelNotFound
 from pyflaxdev.sysfs import ModelStatus
 
 JSON_HELP = """\
@@ -111,6 +117,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--json", action="store_true", help="print JSON (keys below)")
     p.add_argument("--hist", action="store_true", help="also print the histograms")
+    p.add_argument(
+        "--ready",
+        metavar="MODEL",
+        help="exit 0 if MODEL is running with a worker, else 1 (nothing printed on success)",
+    )
     p.set_defaults(run=run)
 
 
@@ -150,8 +161,32 @@ def histograms(m: ModelStatus) -> list[str]:
     return out
 
 
+def not_ready(name: str) -> str | None:
+    """Why model ``name`` cannot answer now, or None if it can."""
+    try:
+        directory = sysfs.model_dir(name)
+    except ModelNotFound:
+        return f"model {name!r} does not exist"
+    try:
+        state = (directory / "state").read_text().strip()
+    except OSError as e:
+        return f"model {name!r}: cannot read its state ({e.strerror})"
+    if state != "running":
+        return f"model {name!r} is {state} (sysfs state)"
+    workers = sysfs.status_of(directory).queue.workers
+    if not workers:
+        return f"model {name!r} has no worker attached"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the tables (or JSON)."""
+    """Print the tables (or JSON), or answer --ready."""
+    if args.ready is not None:
+        reason = not_ready(args.ready)
+        if reason:
+            print(f"flaxdev: not ready: {reason}", file=sys.stderr)
+            return 1
+        return 0
     models = sysfs.read_all()
     if args.json:
         doc_ = {"sysfs": str(sysfs.sysfs_root()), "models": {m.name: m.as_dict() for m in models}}

@@ -113,3 +113,20 @@ def test_version(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"pyflaxdev {__version__} (ABI 1); flaxdev.ko ")
+
+
+def test_ready(root, capsys):  # noqa: F811
+    d = root / "models" / "digits"
+    (d / "state").write_text("running\n")
+    assert cli.main(["status", "--ready", "digits"]) == 0
+    assert capsys.readouterr() == ("", "")
+    for state, why in (("draining", "is draining"), ("drained", "is drained")):
+        (d / "state").write_text(state + "\n")
+        assert cli.main(["status", "--ready", "digits"]) == 1
+        assert why in capsys.readouterr().err
+    (d / "state").write_text("running\n")
+    (d / "workers").write_text("0\n")
+    assert cli.main(["status", "--ready", "digits"]) == 1
+    assert "no worker attached" in capsys.readouterr().err
+    assert cli.main(["status", "--ready", "nope"]) == 1
+    assert "model 'nope' does not exist" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`flaxdev metrics` and `flaxdev --version` against the loaded module.
+"""`flaxdev metrics`, `flaxdev status --ready` and `flaxdev --version` against the loaded module.
 
 After traffic on the served digits model, every counter and histogram of the
 exposition (parsed with prometheus_client) equals what sysfs holds.
@@ -66,3 +66,14 @@ def test_metrics_equal_sysfs_after_traffic(digits_spec: models.ModelSpec) -> Non
 def test_version_names_the_loaded_module() -> None:
     loaded = Path("/sys/module/flaxdev/version").read_text().strip()
     assert _flaxdev("--version").strip().endswith(f"; flaxdev.ko {loaded}")
+
+
+def test_ready_only_with_a_running_worker() -> None:
+    assert _flaxdev("status", "--ready", "digits") == ""
+    r = subprocess.run(
+        [sys.executable, "-m", "pyflaxdev", "status", "--ready", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 1 and "model 'nope' does not exist" in r.stderr, r
