@@ -93,6 +93,7 @@ test-vm:
 # The VM suite on a kernel built with KASAN, lockdep, DEBUG_ATOMIC_SLEEP,
 # kmemleak and UBSAN (kbuild/build-debug-kernel.sh, kbuild/debug.config).
 # Not in CI: building that kernel takes longer than CI's budget on 2 cores.
+# KASAN under TCG is slow: the boot may take up to 3 hours (vm-run --timeout).
 test-debug: setup
 	$(MAKE) python ctools
 	set -e; src=$$(bash kbuild/build-debug-kernel.sh); mkdir -p build/debug; \
@@ -100,7 +101,7 @@ test-debug: setup
 		FLAX_KO_OUT=$(TOP)/build/debug/flaxdev.ko; \
 	cp build/kbuild-debug/flax_iolat.ko build/debug/; \
 	kbuild/vm-run --kimage $$src/arch/x86/boot/bzImage --ko build/debug/flaxdev.ko \
-		--out out/vm-test-debug -- bash tests/vm/run-debug.sh
+		--out out/vm-test-debug --timeout 10800 -- bash tests/vm/run-debug.sh
 
 demo: setup
 	$(MAKE) all
