@@ -6,7 +6,8 @@ is copied by hand.  The transformation is mechanical:
 - comments, ``#include``, include guards and other preprocessor lines are dropped;
 - ``#define NAME <integer expression or macro>`` becomes ``#define NAME ...`` so
   the C compiler supplies every value (including the ``FLAX_IOC_*`` numbers);
-- ``#define NAME "string"`` becomes ``static const char *const NAME;``;
+- ``#define NAME "string"`` (or ``OTHER "string"``) becomes
+  ``static const char *const NAME;``;
 - array lengths spelled with a macro (``__u32 dims[FLAX_MAX_DIMS]``) become
   ``[...]``, completed by the C compiler as well;
 - structs are kept verbatim; the kernel's ``__u8`` ... ``__s64`` typedefs are
@@ -87,7 +88,7 @@ def header_to_cdef(text: str) -> str:
             name, params, value = match.groups()
             if params is not None or not value:  # function-like macro or include guard
                 continue
-            if value.startswith('"'):
+            if '"' in value:  # a string literal, maybe after a string macro
                 out.append(f"static const char *const {name};")
             else:
                 out.append(f"#define {name} ...")

@@ -2,15 +2,17 @@
 /*
  * flaxdev: Flax models served through a character device.
  *
- * /dev/flax is a misc device.  A worker creates a model, attaches to it,
- * maps its slot region and loops on FLAX_IOC_FETCH; clients run the model
- * with FLAX_IOC_INFER.  The ABI is driver/uapi/flaxdev.h, the design
- * docs/design.md.  A minimal worker:
+ * /dev/flax/control is a misc device, /dev/flax/<model> one character
+ * device per model (flax_node.c).  A worker creates a model on the
+ * control node, opens the model's node, attaches to it, maps its slot
+ * region and loops on FLAX_IOC_FETCH; clients open the model's node and
+ * run the model with FLAX_IOC_INFER.  The ABI is driver/uapi/flaxdev.h,
+ * the design docs/design.md.  A minimal worker:
  *
- *	fd = open("/dev/flax", O_RDWR);
- *	ioctl(fd, FLAX_IOC_MODEL_CREATE, &desc);
- *	att.model_id = desc.id;
- *	ioctl(fd, FLAX_IOC_WORKER_ATTACH, &att);
+ *	ctl = open("/dev/flax/control", O_RDWR);
+ *	ioctl(ctl, FLAX_IOC_MODEL_CREATE, &desc);
+ *	fd = open("/dev/flax/digits", O_RDWR);
+ *	ioctl(fd, FLAX_IOC_WORKER_ATTACH, &att);	// model_id 0: this one
  *	region = mmap(NULL, att.layout.region_size, PROT_READ | PROT_WRITE,
  *		      MAP_SHARED, fd, 0);
  *	for (;;) {
@@ -18,8 +20,9 @@
  *		// ring entries fetch.first .. fetch.first + fetch.count - 1
  *	}
  *
- * This file holds the module parameters, the misc device and the ioctl
- * dispatch; flax_model.c the models, flax_job.c the job path.
+ * This file holds the module parameters, the control node and the ioctl
+ * dispatch; flax_node.c the model nodes, flax_model.c the models,
+ * flax_job.c the job path.
  *
  * Copyright (C) 2026 The flaxdev developers
  */
@@ -42,8 +45,7 @@
 #include "flax_ops.h"
 #include "uapi/flaxdev.h"
 
-/* Hard limits on the module parameters. */
-#define FLAX_MAX_MODELS_LIMIT 1024
+/* Hard limits on the module parameters (and FLAX_MAX_MODELS_LIMIT). */
 #define FLAX_MAX_SLOTS_LIMIT 4096
 #define FLAX_MAX_SLOT_BYTES_MIN 64
 #define FLAX_MAX_SLOT_BYTES_LIMIT SZ_64M
@@ -158,6 +160,7 @@ static int flax_ioctl_info(struct file *file, void __user *argp,
  * @write: changes a model or the set of models: the fd must be open for
  *	writing (-EBADF otherwise).  Who may change which model, the
  *	handler checks (flax_model_may_admin()).
+ * @control: only on the control node (-ENOTTY on a model's node).
  * @fn: the handler; gets the struct size the caller encoded in its
  *	command, at least @size_ver0.
  */
@@ -165,39 +168,51 @@ struct flax_ioctl_desc {
 	unsigned int cmd;
 	unsigned int size_ver0;
 	bool write;
+	bool control;
 	int (*fn)(struct file *file, void __user *argp, unsigned int usize);
 };
 
 static const struct flax_ioctl_desc flax_ioctls[] = {
-	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, false, flax_ioctl_info },
-	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0, true,
+	{ FLAX_IOC_INFO, FLAX_INFO_SIZE_VER0, false, false, flax_ioctl_info },
+	{ FLAX_IOC_MODEL_CREATE, FLAX_MODEL_DESC_SIZE_VER0, true, true,
 	  flax_ioctl_model_create },
-	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, false,
+	{ FLAX_IOC_MODEL_GET, FLAX_MODEL_DESC_SIZE_VER0, false, false,
 	  flax_ioctl_model_get },
-	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0, true,
+	{ FLAX_IOC_MODEL_DESTROY, FLAX_MODEL_REF_SIZE_VER0, true, false,
 	  flax_ioctl_model_destroy },
-	{ FLAX_IOC_LABELS_SET, FLAX_LABELS_SIZE_VER0, true,
+	{ FLAX_IOC_LABELS_SET, FLAX_LABELS_SIZE_VER0, true, false,
 	  flax_ioctl_labels_set },
-	{ FLAX_IOC_LABELS_GET, FLAX_LABELS_SIZE_VER0, false,
+	{ FLAX_IOC_LABELS_GET, FLAX_LABELS_SIZE_VER0, false, false,
 	  flax_ioctl_labels_get },
-	{ FLAX_IOC_VOCAB_SET, FLAX_VOCAB_SET_SIZE_VER0, true,
+	{ FLAX_IOC_VOCAB_SET, FLAX_VOCAB_SET_SIZE_VER0, true, false,
 	  flax_ioctl_vocab_set },
-	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0, true,
+	{ FLAX_IOC_WORKER_ATTACH, FLAX_WORKER_ATTACH_SIZE_VER0, true, false,
 	  flax_ioctl_worker_attach },
 	/* A worker's fd was open for writing when it attached. */
-	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, false, flax_ioctl_fetch },
-	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, false,
+	{ FLAX_IOC_FETCH, FLAX_FETCH_SIZE_VER0, false, false,
+	  flax_ioctl_fetch },
+	{ FLAX_IOC_COMPLETE, FLAX_COMPLETE_SIZE_VER0, false, false,
 	  flax_ioctl_complete },
-	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, false, flax_ioctl_infer },
-	{ FLAX_IOC_SUBMIT, FLAX_SUBMIT_SIZE_VER0, false, flax_ioctl_submit },
-	{ FLAX_IOC_REAP, FLAX_REAP_SIZE_VER0, false, flax_ioctl_reap },
+	/* On a model's node these need FMODE_WRITE (flax_file_model()). */
+	{ FLAX_IOC_INFER, FLAX_INFER_SIZE_VER0, false, false,
+	  flax_ioctl_infer },
+	{ FLAX_IOC_SUBMIT, FLAX_SUBMIT_SIZE_VER0, false, false,
+	  flax_ioctl_submit },
+	{ FLAX_IOC_REAP, FLAX_REAP_SIZE_VER0, false, false, flax_ioctl_reap },
 };
 
-/*
+/**
+ * flax_ioctl() - the ioctls of the control node and of model nodes.
+ * @file: the fd.
+ * @cmd: the request.
+ * @arg: its argument, a user pointer.
+ *
  * Dispatch on the command's number: its size field is the caller's struct
  * size, which may differ from ours in either direction.
+ *
+ * Return: the handler's result, or -ENOTTY, -EINVAL, -EBADF.
  */
-static long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	unsigned int usize = _IOC_SIZE(cmd);
 	const struct flax_ioctl_desc *desc;
@@ -213,6 +228,8 @@ static long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			return -ENOTTY;
 		if (usize < desc->size_ver0)
 			return -EINVAL;
+		if (desc->control && flax_file_bound(file))
+			return -ENOTTY;
 		if (desc->write && !(file->f_mode & FMODE_WRITE))
 			return -EBADF;
 		return desc->fn(file, (void __user *)arg, usize);
@@ -228,13 +245,20 @@ static int flax_open(struct inode *inode, struct file *file)
 	 * misc_open() left the miscdevice in private_data; it becomes the
 	 * fd's own state (its worker, its asynchronous requests).
 	 */
-	ret = flax_file_open(file);
+	ret = flax_file_open(file, NULL);
 	if (ret)
 		return ret;
 	return nonseekable_open(inode, file);
 }
 
-static int flax_release(struct inode *inode, struct file *file)
+/**
+ * flax_release() - release an open node, the control node or a model's.
+ * @inode: its inode.
+ * @file: the file being released.
+ *
+ * Return: 0.
+ */
+int flax_release(struct inode *inode, struct file *file)
 {
 	flax_file_release(file);
 	return 0;
@@ -251,12 +275,15 @@ static const struct file_operations flax_fops = {
 };
 
 /*
- * Not world-accessible: kbuild/99-flaxdev.rules gives /dev/flax to the
- * group "flax" (README, Installing).
+ * /dev/flax/control, beside the model nodes (flax_node.c), as
+ * /dev/mapper/control is beside device-mapper's devices.  Not
+ * world-accessible: kbuild/99-flaxdev.rules gives it to the group "flax"
+ * (README, Installing).
  */
 static struct miscdevice flax_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = FLAX_DEVICE_NAME,
+	.nodename = "flax/control",
 	.fops = &flax_fops,
 	.mode = 0660,
 };
@@ -317,7 +344,7 @@ static int __init flax_init(void)
 	/* The ABI: every struct is as long as its latest published version. */
 	BUILD_BUG_ON(sizeof(struct flax_info) != FLAX_INFO_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_model_desc) !=
-		     FLAX_MODEL_DESC_SIZE_VER1);
+		     FLAX_MODEL_DESC_SIZE_VER2);
 	BUILD_BUG_ON(sizeof(struct flax_labels) != FLAX_LABELS_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_vocab_set) != FLAX_VOCAB_SET_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct flax_submit) != FLAX_SUBMIT_SIZE_VER0);
@@ -345,10 +372,15 @@ static int __init flax_init(void)
 	pr_debug("normalisation: %s\n",
 		 flax_ops_init() == FLAX_NORM_PATH_AVX2 ? "AVX2" : "SSE2");
 
+	ret = flax_nodes_init();
+	if (ret) {
+		pr_err("cannot register the model nodes: %d\n", ret);
+		return ret;
+	}
 	ret = misc_register(&flax_misc);
 	if (ret) {
-		pr_err("cannot register /dev/%s: %d\n", FLAX_DEVICE_NAME, ret);
-		return ret;
+		pr_err("cannot register %s: %d\n", FLAX_CONTROL_NODE, ret);
+		goto err_nodes;
 	}
 
 	ret = flax_models_init(&flax_misc.this_device->kobj);
@@ -359,6 +391,8 @@ static int __init flax_init(void)
 
 err_deregister:
 	misc_deregister(&flax_misc);
+err_nodes:
+	flax_nodes_exit();
 	return ret;
 }
 module_init(flax_init);
@@ -368,6 +402,7 @@ static void __exit flax_exit(void)
 	/* No fd is open (.owner), so only the registry holds models. */
 	flax_models_exit();
 	misc_deregister(&flax_misc);
+	flax_nodes_exit();
 	/* Labels are freed by call_rcu() callbacks in this module's text. */
 	rcu_barrier();
 }

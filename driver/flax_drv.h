@@ -26,10 +26,25 @@ extern unsigned int flax_max_pending;
 extern unsigned int flax_nslots;
 extern unsigned int flax_max_retries;
 
+/* Most models that may exist at once: the cap on max_models. */
+#define FLAX_MAX_MODELS_LIMIT 1024
+
 /* Alignment of rings and slots in the shared region. */
 #define FLAX_REGION_ALIGN 64
 
 int flax_copy_struct_to_user(void __user *dst, size_t usize, const void *src,
 			     size_t ksize);
+
+struct file;
+struct inode;
+long flax_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+int flax_release(struct inode *inode, struct file *file);
+
+/* Model nodes, /dev/flax/<model> (flax_node.c). */
+struct flax_model;
+int flax_node_add(struct flax_model *model);
+void flax_node_del(struct flax_model *model);
+int flax_nodes_init(void);
+void flax_nodes_exit(void);
 
 #endif /* _FLAX_DRV_H */

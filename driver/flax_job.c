@@ -142,14 +142,19 @@ struct flax_client {
 };
 
 /**
- * struct flax_file - the state of one open /dev/flax (private_data).
+ * struct flax_file - the state of one open node (private_data).
+ * @model: a model's node: its model, of which the fd holds a reference;
+ *	the control node: NULL.  Constant.
  * @worker: the fd's worker from FLAX_IOC_WORKER_ATTACH on, else NULL;
  *	set once.
  * @client: its asynchronous requests.
+ * @shell: a model's node: the shell path (flax_node.c).
  */
 struct flax_file {
+	struct flax_model *model;
 	struct flax_worker *worker;
 	struct flax_client client;
+	struct flax_shell shell;
 };
 
 /**
@@ -865,9 +870,9 @@ int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize)
 	    req.priority > FLAX_PRIORITY_MAX || req.reserved)
 		return -EINVAL;
 
-	model = flax_model_get(req.model_id);
-	if (!model)
-		return -ENOENT;
+	model = flax_file_model(file, req.model_id, true);
+	if (IS_ERR(model))
+		return PTR_ERR(model);
 
 	ret = -EINVAL;
 	if (!flax_input_size_ok(model, req.input_size))
@@ -902,7 +907,7 @@ out_put:
  * @text: out: the text result, kvmalloc()ed, to be kvfree()d.
  * @len: out: its length.
  *
- * The sysfs shell path.
+ * The shell path of a model's node (flax_node.c).
  *
  * Return: 0 or a negative errno as flax_ioctl_infer() returns.
  */
@@ -1171,9 +1176,9 @@ int flax_ioctl_submit(struct file *file, void __user *argp, unsigned int usize)
 	    esize < FLAX_SUBMIT_ENTRY_SIZE_VER0 ||
 	    esize > FLAX_ENTRY_SIZE_MAX || req.priority > FLAX_PRIORITY_MAX)
 		return -EINVAL;
-	model = flax_model_get(req.model_id);
-	if (!model)
-		return -ENOENT;
+	model = flax_file_model(file, req.model_id, true);
+	if (IS_ERR(model))
+		return PTR_ERR(model);
 	ret = -EINVAL;
 	if (!req.count || req.count > model->layout.nslots)
 		goto out_put;
@@ -1530,9 +1535,9 @@ int flax_ioctl_worker_attach(struct file *file, void __user *argp,
 	if (flax_file_worker(file))
 		return -EINVAL;
 
-	model = flax_model_get(req.model_id);
-	if (!model)
-		return -ENOENT;
+	model = flax_file_model(file, req.model_id, false);
+	if (IS_ERR(model))
+		return PTR_ERR(model);
 	ret = -EPERM;
 	if (!flax_model_may_admin(model))
 		goto err_put;
@@ -1952,16 +1957,24 @@ int flax_worker_mmap(struct file *file, struct vm_area_struct *vma)
 /**
  * flax_file_open() - set up the state of a new fd.
  * @file: the fd.
+ * @model: the model of the node opened, or NULL for the control node.
  *
- * Return: 0 or -ENOMEM.
+ * Return: 0, -ENODEV (@model destroyed) or -ENOMEM.
  */
-int flax_file_open(struct file *file)
+int flax_file_open(struct file *file, struct flax_model *model)
 {
 	struct flax_file *ff;
 
+	if (model && READ_ONCE(model->dead))
+		return -ENODEV;
 	ff = kzalloc(sizeof(*ff), GFP_KERNEL_ACCOUNT);
 	if (!ff)
 		return -ENOMEM;
+	if (model) {
+		kobject_get(&model->kobj);
+		ff->model = model;
+	}
+	mutex_init(&ff->shell.lock);
 	spin_lock_init(&ff->client.lock);
 	INIT_LIST_HEAD(&ff->client.all);
 	INIT_LIST_HEAD(&ff->client.done);
@@ -1987,6 +2000,69 @@ void flax_file_release(struct file *file)
 	flax_client_release(&ff->client);
 	if (ff->worker)
 		flax_worker_release_one(ff->worker);
+	kvfree(ff->shell.text);
+	mutex_destroy(&ff->shell.lock);
 	mutex_destroy(&ff->client.reap_lock);
+	flax_model_put(ff->model);
 	kfree(ff);
+}
+
+/**
+ * flax_file_bound() - the model of a model's node.
+ * @file: an open node.
+ *
+ * Return: the model whose node @file is (no new reference: the file holds
+ * one while open), or NULL for the control node.
+ */
+struct flax_model *flax_file_bound(struct file *file)
+{
+	return ((struct flax_file *)file->private_data)->model;
+}
+
+/**
+ * flax_file_shell() - the shell path's state of a model's node.
+ * @file: an open model's node.
+ *
+ * Return: its struct flax_shell.
+ */
+struct flax_shell *flax_file_shell(struct file *file)
+{
+	return &((struct flax_file *)file->private_data)->shell;
+}
+
+/**
+ * flax_file_model() - the model a request on @file names.
+ * @file: the caller's fd.
+ * @id: the model id in the request.
+ * @run: the request runs the model (INFER, SUBMIT).
+ *
+ * On a model's node a request names that model, with id 0 or its own;
+ * one that runs it needs the node open for writing.  On the control node
+ * the id names any model, and only its owner and CAP_SYS_ADMIN may run
+ * it: everyone else comes through the node, whose mode the owner chose.
+ *
+ * Return: the model with a reference the caller drops with
+ * flax_model_put(), or ERR_PTR(-EINVAL) for another model's id on a
+ * model's node, -EBADF, -ENOENT for an unknown id or -EPERM.
+ */
+struct flax_model *flax_file_model(struct file *file, u32 id, bool run)
+{
+	struct flax_model *model = flax_file_bound(file);
+
+	if (model) {
+		if (id && id != model->id)
+			return ERR_PTR(-EINVAL);
+		if (run && !(file->f_mode & FMODE_WRITE))
+			return ERR_PTR(-EBADF);
+		kobject_get(&model->kobj);
+		return model;
+	}
+	model = flax_model_get(id);
+	if (!model)
+		return ERR_PTR(-ENOENT);
+	if (run && !flax_model_may_admin(model)) {
+		flax_model_put(model);
+		return ERR_PTR(-EPERM);
+	}
+	return model;
 }

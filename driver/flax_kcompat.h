@@ -40,4 +40,13 @@ static inline void flax_vm_flags_mod(struct vm_area_struct *vma, vm_flags_t set,
 #define flax_kobj_const
 #endif
 
+/*
+ * device_type.devnode() takes a const device since 6.2.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#define flax_devnode_const const
+#else
+#define flax_devnode_const
+#endif
+
 #endif /* _FLAX_KCOMPAT_H */

@@ -97,8 +97,9 @@ static int flax_check_name(const char *name)
 	}
 	if (memchr_inv(name + len, 0, FLAX_NAME_MAX - len))
 		return -EINVAL;
-	/* The name is a sysfs directory. */
-	if (!strcmp(name, ".") || !strcmp(name, ".."))
+	/* The name is a sysfs directory and a node beside the control node. */
+	if (!strcmp(name, ".") || !strcmp(name, "..") ||
+	    !strcmp(name, "control"))
 		return -EINVAL;
 	return 0;
 }
@@ -129,13 +130,13 @@ static int flax_check_spec(const struct flax_tensor_spec *spec, u32 *elems)
 static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 {
 	const struct flax_tensor_spec *in = &desc->input;
-
+	u32 flags = desc->flags & ~FLAX_MODEL_OWNER;
 	u32 channels;
 
 	if (desc->pre_op == FLAX_PRE_TOKENIZE) {
 		bool norm = desc->norm_count || desc->norm_scale ||
 			    desc->norm_mean || desc->norm_std ||
-			    desc->clamp_lo || desc->clamp_hi || desc->flags;
+			    desc->clamp_lo || desc->clamp_hi || flags;
 
 		/* The worker sees int32 [2, L]: ids, then the mask. */
 		if (norm || in->dtype != FLAX_DTYPE_INT32 || in->ndim != 2 ||
@@ -148,16 +149,15 @@ static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 	if (desc->pre_op == FLAX_PRE_NONE) {
 		bool norm = desc->norm_count || desc->norm_scale ||
 			    desc->norm_mean || desc->norm_std ||
-			    desc->clamp_lo || desc->clamp_hi || desc->flags;
+			    desc->clamp_lo || desc->clamp_hi || flags;
 
 		return norm ? -EINVAL : 0;
 	}
 	if (desc->pre_op != FLAX_PRE_NORMALIZE)
 		return -EINVAL;
-	if (desc->flags &
-	    ~(FLAX_MODEL_NORM_CHANNEL_FIRST | FLAX_MODEL_NORM_CLAMP))
+	if (flags & ~(FLAX_MODEL_NORM_CHANNEL_FIRST | FLAX_MODEL_NORM_CLAMP))
 		return -EINVAL;
-	if (desc->flags & FLAX_MODEL_NORM_CLAMP) {
+	if (flags & FLAX_MODEL_NORM_CLAMP) {
 		if (flax_f32_nan(desc->clamp_lo) ||
 		    flax_f32_nan(desc->clamp_hi) ||
 		    flax_f32_key(desc->clamp_lo) > flax_f32_key(desc->clamp_hi))
@@ -165,7 +165,7 @@ static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 	} else if (desc->clamp_lo || desc->clamp_hi) {
 		return -EINVAL;
 	}
-	channels = desc->flags & FLAX_MODEL_NORM_CHANNEL_FIRST ?
+	channels = flags & FLAX_MODEL_NORM_CHANNEL_FIRST ?
 			   in->dims[0] :
 			   in->dims[in->ndim - 1];
 	if (desc->norm_count != 1 && desc->norm_count != in_elems &&
@@ -351,6 +351,10 @@ static void flax_model_desc_live(struct flax_model *model,
 	rcu_read_unlock();
 	/* A snapshot, as sysfs "workers" reads it. */
 	desc->nworkers = READ_ONCE(model->nworkers);
+	desc->flags |= FLAX_MODEL_OWNER;
+	desc->owner_uid = from_kuid_munged(current_user_ns(), model->uid);
+	desc->owner_gid = from_kgid_munged(current_user_ns(), model->gid);
+	desc->node_mode = model->node_mode;
 }
 
 /* Lays the region out: header, FLAX_MAX_WORKERS rings, input, output. */
@@ -412,7 +416,6 @@ refuse:
 static void flax_model_release(struct kobject *kobj)
 {
 	struct flax_model *model = container_of(kobj, struct flax_model, kobj);
-	unsigned int i;
 
 	if (model->region) {
 		vfree(model->region);
@@ -423,17 +426,14 @@ static void flax_model_release(struct kobject *kobj)
 	kvfree(rcu_access_pointer(model->cfg));
 	flax_labels_put(rcu_access_pointer(model->labels));
 	flax_vocab_free(model->vocab);
-	for (i = 0; i < FLAX_SHELL_SESSIONS; i++)
-		kvfree(model->shell[i].text);
 	mutex_destroy(&model->cfg_lock);
-	mutex_destroy(&model->shell_lock);
 	kfree(model);
 	atomic_dec(&flax_models_alive);
 }
 
 /*
- * The model's sysfs files belong to its owner: the settings it may change
- * (mode 0644), the shell path's input and result (0200, 0400).
+ * The model's sysfs files belong to its owner, who may change the
+ * settings (mode 0644).
  */
 static void flax_model_get_ownership(flax_kobj_const struct kobject *kobj,
 				     kuid_t *uid, kgid_t *gid)
@@ -451,6 +451,37 @@ static const struct kobj_type flax_model_ktype = {
 	.default_groups = flax_model_groups, /* flax_sysfs.c */
 	.get_ownership = flax_model_get_ownership,
 };
+
+/*
+ * The owner, group and node mode of a new model: the caller's fsuid and
+ * fsgid and FLAX_NODE_MODE_DEFAULT unless @desc gives them.  Giving the
+ * model away takes what chown(2) takes: CAP_CHOWN for another owner or a
+ * group the caller is not in.
+ */
+static int flax_model_owner(struct flax_model *model,
+			    const struct flax_model_desc *desc)
+{
+	kuid_t uid = current_fsuid();
+	kgid_t gid = current_fsgid();
+
+	if (desc->reserved2 || desc->node_mode & ~0777)
+		return -EINVAL;
+	if (desc->flags & FLAX_MODEL_OWNER) {
+		uid = make_kuid(current_user_ns(), desc->owner_uid);
+		gid = make_kgid(current_user_ns(), desc->owner_gid);
+		if (!uid_valid(uid) || !gid_valid(gid))
+			return -EINVAL;
+		if ((!uid_eq(uid, current_fsuid()) || !in_group_p(gid)) &&
+		    !capable(CAP_CHOWN))
+			return -EPERM;
+	} else if (desc->owner_uid || desc->owner_gid) {
+		return -EINVAL;
+	}
+	model->uid = uid;
+	model->gid = gid;
+	model->node_mode = desc->node_mode ?: FLAX_NODE_MODE_DEFAULT;
+	return 0;
+}
 
 /*
  * Validates @desc and builds an unpublished model from it: norm
@@ -517,14 +548,14 @@ static struct flax_model *flax_model_new(const struct flax_model_desc *desc)
 	kobject_init(&model->kobj, &flax_model_ktype);
 	spin_lock_init(&model->lock);
 	mutex_init(&model->cfg_lock);
-	mutex_init(&model->shell_lock);
 	INIT_LIST_HEAD(&model->free);
 	INIT_LIST_HEAD(&model->queue);
 	init_waitqueue_head(&model->slot_wait);
 	init_waitqueue_head(&model->job_wait);
 
-	model->uid = current_fsuid();
-	model->gid = current_fsgid();
+	ret = flax_model_owner(model, desc);
+	if (ret)
+		goto err_put;
 	model->privileged = ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
 	model->desc = *desc;
 	model->desc.id = 0;
@@ -656,6 +687,9 @@ static int flax_model_publish(struct flax_model *model)
 			  model->desc.name);
 	if (ret)
 		goto err_erase;
+	ret = flax_node_add(model);
+	if (ret)
+		goto err_del;
 
 	/*
 	 * Publish: from here on flax_model_get() finds the model.  Storing
@@ -668,6 +702,8 @@ static int flax_model_publish(struct flax_model *model)
 	mutex_unlock(&flax_registry_lock);
 	return 0;
 
+err_del:
+	kobject_del(&model->kobj);
 err_erase:
 	xa_erase(&flax_models, model->id);
 out_unlock:
@@ -685,12 +721,10 @@ static void flax_model_unpublish(struct flax_model *model)
 
 	xa_erase(&flax_models, model->id);
 	flax_nmodels--;
-	/*
-	 * Fail the jobs first: kobject_del() waits for sysfs writers, and
-	 * one running a request on the shell path then returns at once.
-	 */
+	/* Fail the jobs first: clients on its node then return at once. */
 	flax_model_kill(model);
 	/* Under the lock: the name may be reused as soon as it is dropped. */
+	flax_node_del(model);
 	kobject_del(&model->kobj);
 }
 
@@ -825,7 +859,7 @@ unsigned int flax_models_count(void)
 
 /**
  * flax_ioctl_model_create() - FLAX_IOC_MODEL_CREATE.
- * @file: the caller's fd (unused).
+ * @file: the caller's fd.
  * @argp: user struct flax_model_desc.
  * @usize: its size.
  *
@@ -899,7 +933,7 @@ static int flax_model_copy_norm_out(struct flax_model *model, u64 mean, u64 std)
 
 /**
  * flax_ioctl_model_get() - FLAX_IOC_MODEL_GET.
- * @file: the caller's fd (unused).
+ * @file: the caller's fd: on a model's node, an empty name is its model.
  * @argp: user struct flax_model_desc, the name filled in.
  * @usize: its size.
  *
@@ -916,19 +950,26 @@ int flax_ioctl_model_get(struct file *file, void __user *argp,
 	ret = copy_struct_from_user(&desc, sizeof(desc), argp, usize);
 	if (ret)
 		return ret;
-	if (desc.flags || desc.__pad0 ||
+	if (desc.flags || desc.__pad0 || desc.reserved2 ||
 	    memchr_inv(desc.reserved, 0, sizeof(desc.reserved)))
 		return -EINVAL;
-	if (flax_check_name(desc.name))
-		return -EINVAL;
-
-	mutex_lock(&flax_registry_lock);
-	model = flax_model_find(desc.name);
-	if (model)
-		kobject_get(&model->kobj);
-	mutex_unlock(&flax_registry_lock);
-	if (!model)
-		return -ENOENT;
+	if (!desc.name[0] && flax_file_bound(file)) {
+		if (memchr_inv(desc.name, 0, sizeof(desc.name)))
+			return -EINVAL;
+		model = flax_file_model(file, 0, false);
+		if (IS_ERR(model))
+			return PTR_ERR(model);
+	} else {
+		if (flax_check_name(desc.name))
+			return -EINVAL;
+		mutex_lock(&flax_registry_lock);
+		model = flax_model_find(desc.name);
+		if (model)
+			kobject_get(&model->kobj);
+		mutex_unlock(&flax_registry_lock);
+		if (!model)
+			return -ENOENT;
+	}
 
 	mean = desc.norm_mean;
 	std = desc.norm_std;
@@ -950,7 +991,7 @@ out_put:
 
 /**
  * flax_ioctl_model_destroy() - FLAX_IOC_MODEL_DESTROY.
- * @file: the caller's fd (unused).
+ * @file: the caller's fd.
  * @argp: user struct flax_model_ref.
  * @usize: its size.
  *
@@ -974,12 +1015,12 @@ int flax_ioctl_model_destroy(struct file *file, void __user *argp,
 	if (ref.flags)
 		return -EINVAL;
 
-	model = flax_model_get(ref.model_id);
-	if (!model)
-		return -ENOENT;
+	model = flax_file_model(file, ref.model_id, false);
+	if (IS_ERR(model))
+		return PTR_ERR(model);
 	ret = -EPERM;
 	if (flax_model_may_admin(model))
-		ret = flax_model_destroy(ref.model_id, model);
+		ret = flax_model_destroy(model->id, model);
 	flax_model_put(model);
 	return ret;
 }
@@ -1133,7 +1174,8 @@ int flax_labels_set(struct flax_model *model, const char *text, size_t size,
 }
 
 /* Looks up the model of a struct flax_labels and checks the struct. */
-static struct flax_model *flax_labels_model(struct flax_labels *req,
+static struct flax_model *flax_labels_model(struct file *file,
+					    struct flax_labels *req,
 					    void __user *argp,
 					    unsigned int usize, int *ret)
 {
@@ -1145,16 +1187,18 @@ static struct flax_model *flax_labels_model(struct flax_labels *req,
 	*ret = -EINVAL;
 	if (req->flags || memchr_inv(req->reserved, 0, sizeof(req->reserved)))
 		return NULL;
-	*ret = -ENOENT;
-	model = flax_model_get(req->model_id);
-	if (model)
-		*ret = 0;
+	model = flax_file_model(file, req->model_id, false);
+	if (IS_ERR(model)) {
+		*ret = PTR_ERR(model);
+		return NULL;
+	}
+	*ret = 0;
 	return model;
 }
 
 /**
  * flax_ioctl_labels_set() - FLAX_IOC_LABELS_SET.
- * @file: the caller's fd (unused).
+ * @file: the caller's fd.
  * @argp: user struct flax_labels.
  * @usize: its size.
  *
@@ -1170,7 +1214,7 @@ int flax_ioctl_labels_set(struct file *file, void __user *argp,
 	char *text = NULL;
 	int ret;
 
-	model = flax_labels_model(&req, argp, usize, &ret);
+	model = flax_labels_model(file, &req, argp, usize, &ret);
 	if (!model)
 		return ret;
 	ret = -EPERM;
@@ -1198,7 +1242,7 @@ out_put:
 
 /**
  * flax_ioctl_labels_get() - FLAX_IOC_LABELS_GET.
- * @file: the caller's fd (unused).
+ * @file: the caller's fd.
  * @argp: user struct flax_labels.
  * @usize: its size.
  *
@@ -1214,7 +1258,7 @@ int flax_ioctl_labels_get(struct file *file, void __user *argp,
 	u32 avail;
 	int ret;
 
-	model = flax_labels_model(&req, argp, usize, &ret);
+	model = flax_labels_model(file, &req, argp, usize, &ret);
 	if (!model)
 		return ret;
 	labels = flax_labels_get(model);
@@ -1237,7 +1281,7 @@ int flax_ioctl_labels_get(struct file *file, void __user *argp,
 
 /**
  * flax_ioctl_vocab_set() - FLAX_IOC_VOCAB_SET.
- * @file: the caller's fd (unused).
+ * @file: the caller's fd.
  * @argp: user struct flax_vocab_set.
  * @usize: its size.
  *
@@ -1263,9 +1307,9 @@ int flax_ioctl_vocab_set(struct file *file, void __user *argp,
 		return -EINVAL;
 	if (req.size > FLAX_VOCAB_MAX_BYTES)
 		return -E2BIG;
-	model = flax_model_get(req.model_id);
-	if (!model)
-		return -ENOENT;
+	model = flax_file_model(file, req.model_id, false);
+	if (IS_ERR(model))
+		return PTR_ERR(model);
 	ret = -EPERM;
 	if (!flax_model_may_admin(model))
 		goto out_put;

@@ -28,6 +28,7 @@
 
 struct flax_worker;
 struct flax_areq;
+struct flax_node;
 
 /**
  * enum flax_slot_state - where a job is (docs/design.md, "Slot states").
@@ -196,32 +197,19 @@ struct flax_post_plan {
 	u32 vec_elems;
 };
 
-/* Sessions whose last shell-path result a model keeps (sysfs "result"). */
-#define FLAX_SHELL_SESSIONS 16
-
-/**
- * struct flax_shell_result - the last result of one session's shell path.
- * @sid: the session, in the initial pid namespace; 0: entry unused.
- * @seq: when it was stored (least recently stored entries are reused).
- * @len: bytes of @text.
- * @text: the text result.
- */
-struct flax_shell_result {
-	pid_t sid;
-	u64 seq;
-	size_t len;
-	char *text;
-};
-
 /**
  * struct flax_model - one model, its slot region and its job queue.
  * @kobj: sysfs directory and reference count; the release frees the lot.
  *	The registry holds a reference until MODEL_DESTROY, each attached
  *	worker holds one, each ioctl in flight on the model holds one.
  * @id: the model's id; set before the model is published, then constant.
- * @uid: the creator's fsuid, the model's owner: flax_model_may_admin(),
- *	and the owner of the model's sysfs files.
- * @gid: the creator's fsgid, the group of those files.
+ * @uid: the model's owner, the creator's fsuid unless given at creation:
+ *	flax_model_may_admin(), and the owner of its node and sysfs files.
+ * @gid: the group of the model's node and sysfs files: the creator's
+ *	fsgid unless given at creation.
+ * @node_mode: permission bits of the model's node.
+ * @node: the model's node (flax_node.c) while the model is published,
+ *	else NULL; under the registry lock.
  * @privileged: created by a task with CAP_SYS_ADMIN: counted against no
  *	per-user limit, and the only kind the in-kernel API finds.
  * @desc: the validated description as created, with effective @nslots,
@@ -238,9 +226,6 @@ struct flax_shell_result {
  * @cfg: the current settings (RCU).
  * @labels: the class names (RCU), or NULL.
  * @cfg_lock: serialises writers of @cfg and @labels.
- * @shell_lock: protects @shell and @shell_seq.
- * @shell: the shell path's results, by session.
- * @shell_seq: stores so far, for @shell's LRU.
  * @region: the shared region, __vmalloc() charged to the creator's memory
  *	cgroup, counted against max_region_mb until freed.
  * @layout: the kernel's copy of the region's layout; the one in the
@@ -270,6 +255,8 @@ struct flax_model {
 	u32 id;
 	kuid_t uid;
 	kgid_t gid;
+	umode_t node_mode;
+	struct flax_node *node;
 	bool privileged;
 	struct flax_model_desc desc;
 	u32 in_elems;
@@ -280,9 +267,6 @@ struct flax_model {
 	struct flax_cfg __rcu *cfg;
 	struct flax_labelset __rcu *labels;
 	struct mutex cfg_lock; /* writers of cfg and labels */
-	struct mutex shell_lock; /* shell and shell_seq */
-	struct flax_shell_result shell[FLAX_SHELL_SESSIONS];
-	u64 shell_seq;
 	void *region;
 	struct flax_region_layout layout;
 	struct flax_slot *slots;

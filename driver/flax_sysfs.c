@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * flaxdev sysfs: /sys/class/misc/flax/models/<name>/, one value per file
- * (Documentation/filesystems/sysfs.rst), world-readable, root-writable.
+ * (Documentation/filesystems/sysfs.rst), world-readable, writable by the
+ * model's owner.
  *
  *  - the model's specs and chain, read-only;
  *  - its live settings, writable: a write is checked as a whole and
  *    either replaces the setting or fails with -EINVAL, the old value
  *    kept (flax_cfg_commit());
- *  - statistics; writing 0 to any of them zeroes them all;
- *  - the shell path: writing an input to "input" runs the model and
- *    keeps the text result for the writer's session, which "result"
- *    then reads back (see flax_shell_sid()).
+ *  - statistics; writing 0 to any of them zeroes them all.
+ *
+ * The shell path is the model's node (flax_node.c): sysfs keeps one value
+ * per file, not one per reader.  docs/ABI/sysfs-flaxdev lists every file.
  *
  * Copyright (C) 2026 The flaxdev developers
  */
@@ -20,8 +21,6 @@
 #include <linux/kernel.h>
 #include <linux/kobject.h>
 #include <linux/mm.h>
-#include <linux/pid.h>
-#include <linux/pid_namespace.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -502,128 +501,6 @@ static struct kobj_attribute flax_attr_latency_hist =
 	__ATTR(latency_hist, 0644, flax_latency_hist_show, flax_stats_store);
 
 /*
- * The shell path.  A session (setsid(2); a login shell or terminal has
- * its own) keys the results: "echo 1 2 3 > input" runs the model and
- * keeps the text result for the writer's session, "cat result" in the
- * same session reads it.  Two sessions never see each other's results;
- * two writers in one session see the latest one's.  The model keeps the
- * results of the FLAX_SHELL_SESSIONS sessions that wrote most recently.
- */
-static pid_t flax_shell_sid(void)
-{
-	/* In the initial namespace: unique across containers. */
-	return task_session_nr_ns(current, &init_pid_ns);
-}
-
-static struct flax_shell_result *flax_shell_find(struct flax_model *model,
-						 pid_t sid)
-{
-	unsigned int i;
-
-	lockdep_assert_held(&model->shell_lock);
-	for (i = 0; i < FLAX_SHELL_SESSIONS; i++) {
-		if (model->shell[i].sid == sid)
-			return &model->shell[i];
-	}
-	return NULL;
-}
-
-/* Keeps @text (taking it over) as @sid's result; NULL forgets it. */
-static void flax_shell_keep(struct flax_model *model, pid_t sid, char *text,
-			    size_t len)
-{
-	struct flax_shell_result *r, *old = NULL;
-	unsigned int i;
-
-	mutex_lock(&model->shell_lock);
-	r = flax_shell_find(model, sid);
-	if (!r && text) {
-		/* The least recently stored entry (unused ones first). */
-		for (i = 0; i < FLAX_SHELL_SESSIONS; i++) {
-			if (!old || model->shell[i].seq < old->seq)
-				old = &model->shell[i];
-		}
-		r = old;
-	}
-	if (r) {
-		kvfree(r->text);
-		r->sid = text ? sid : 0;
-		r->seq = text ? ++model->shell_seq : 0;
-		r->text = text;
-		r->len = text ? len : 0;
-		text = NULL;
-	}
-	mutex_unlock(&model->shell_lock);
-	kvfree(text);
-}
-
-static ssize_t flax_input_store(struct kobject *kobj,
-				struct kobj_attribute *attr, const char *buf,
-				size_t count)
-{
-	struct flax_model *model = flax_kobj_model(kobj);
-	pid_t sid = flax_shell_sid();
-	char *text;
-	size_t len;
-	void *in;
-	int ret;
-
-	if (flax_model_tokenizes(model)) {
-		/* The text, less the newline echo adds. */
-		len = count && buf[count - 1] == '\n' ? count - 1 : count;
-		ret = flax_model_infer_text(model, buf, len, &text, &len);
-		flax_shell_keep(model, sid, ret ? NULL : text, len);
-		return ret ?: count;
-	}
-
-	in = kvmalloc(model->in_user_bytes, GFP_KERNEL_ACCOUNT);
-	if (!in)
-		return -ENOMEM;
-	ret = flax_parse_numbers(buf, count, model->desc.input.dtype, in,
-				 model->in_elems);
-	if (ret) {
-		/* -ERANGE too: write(2) has no better errno for it. */
-		ret = -EINVAL;
-		flax_shell_keep(model, sid, NULL, 0);
-		goto out;
-	}
-	ret = flax_model_infer_text(model, in, model->in_user_bytes, &text,
-				    &len);
-	/* A failed request leaves no stale result behind. */
-	flax_shell_keep(model, sid, ret ? NULL : text, len);
-out:
-	kvfree(in);
-	return ret ?: count;
-}
-
-static struct kobj_attribute flax_attr_input =
-	__ATTR(input, 0200, NULL, flax_input_store);
-
-static ssize_t flax_result_read(struct file *filp, struct kobject *kobj,
-				struct bin_attribute *attr, char *buf,
-				loff_t off, size_t count)
-{
-	struct flax_model *model = flax_kobj_model(kobj);
-	struct flax_shell_result *r;
-	ssize_t ret;
-
-	mutex_lock(&model->shell_lock);
-	r = flax_shell_find(model, flax_shell_sid());
-	if (!r) {
-		ret = -ENODATA;
-	} else if (off >= r->len) {
-		ret = 0;
-	} else {
-		ret = min_t(size_t, count, r->len - off);
-		memcpy(buf, r->text + off, ret);
-	}
-	mutex_unlock(&model->shell_lock);
-	return ret;
-}
-
-static BIN_ATTR(result, 0400, flax_result_read, NULL, 0);
-
-/*
  * Labels: read as one per line; written in one write(2) of less than a
  * page (larger sets go through FLAX_IOC_LABELS_SET).  sysfs hands a
  * larger write over a page at a time, so a write of a whole page or one
@@ -711,13 +588,11 @@ static struct attribute *flax_model_attrs[] = {
 	&flax_attr_total_ns.attr.attr,
 	&flax_attr_batch_hist.attr,
 	&flax_attr_latency_hist.attr,
-	&flax_attr_input.attr,
 	NULL
 	/* clang-format on */
 };
 
 static struct bin_attribute *flax_model_bin_attrs[] = {
-	&bin_attr_result,
 	&bin_attr_labels,
 	NULL,
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * flaxdev: the in-kernel API.  Another module looks a model up by name,
- * runs it on kernel buffers and releases it, exactly as a /dev/flax client
+ * runs it on kernel buffers and releases it, exactly as a /dev/flax/<model> client
  * does with FLAX_IOC_MODEL_GET and FLAX_IOC_INFER: the same slots, workers,
  * pre- and postprocessing, timeouts and counters (the model's sysfs
  * "requests", "completed", "errors" and "timeouts" count these calls too).
@@ -69,8 +69,8 @@ struct flax_model *flax_model_get_by_name(const char *name);
  * argument or @input_size, -ENOSPC when @result_size is too small,
  * -ETIMEDOUT (no worker answered in time), -EINTR (signal pending; not
  * restarted), -ENODEV (the model has been destroyed), -EIO (the job's
- * workers kept going away), -ENOMEM, or the negative errno a worker
- * reported for the job.
+ * workers kept going away, or a worker failed the job: its own code is
+ * never returned, so that no worker chooses a caller's errno), -ENOMEM.
  */
 int flax_model_infer(struct flax_model *model, const void *input,
 		     size_t input_size, void *result, size_t result_size,

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * digits_client: classify 8x8 digit images through /dev/flax.
+ * digits_client: classify 8x8 digit images through /dev/flax/<model>.
  *
  * Written only against the UAPI header, as any C user would.  Reads one
  * image per line from standard input (64 integers 0-16, separated by
@@ -14,7 +14,8 @@
  * one "label<TAB>probability" line per class of the model's top-k, with
  * the model's labels), and a blank line after each image.
  *
- * Options: -m MODEL (default digits), -d DEVICE (default /dev/flax),
+ * Options: -m MODEL (default digits), -d DEVICE (default the model's node,
+ * /dev/flax/MODEL),
  * -t TIMEOUT_MS (default: the model's), -x (text results).
  *
  * Build: make -C examples (needs only -I driver/uapi).
@@ -75,7 +76,8 @@ static int parse_image(const char *line, unsigned long lineno, __u8 *img)
 
 int main(int argc, char **argv)
 {
-	const char *model = "digits", *device = "/dev/flax";
+	const char *model = "digits", *device = NULL;
+	char node[sizeof(FLAX_NODE_DIR) + FLAX_NAME_MAX];
 	struct flax_model_desc desc;
 	struct flax_topk_result *res;
 	unsigned long lineno = 0;
@@ -105,6 +107,10 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (!device) {
+		snprintf(node, sizeof(node), "%s/%s", FLAX_NODE_DIR, model);
+		device = node;
+	}
 	fd = open(device, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		fprintf(stderr, "digits_client: %s: %s\n", device, strerror(errno));

@@ -3,7 +3,7 @@
  * flax_load: a multi-threaded load generator, the C half of `flaxdev bench`.
  *
  * Written only against the UAPI header, as any C user would.  It drives
- * either /dev/flax or a Unix-socket server speaking the protocol below with
+ * either /dev/flax/<model> or a Unix-socket server speaking the protocol below with
  * identical client threads, so that the two transports compare fairly:
  *
  *	$ flax_load -m digits -i digits.bin -s 64 -c 8 -n 10000
@@ -12,7 +12,7 @@
  *	$ flax_load -m digits -i digits.bin -s 64 -c 8 -n 10000 -V want.bin -e 40
  *
  * Transports (exactly one), each client thread with its own fd:
- *  -m MODEL	open DEVICE (-d, default /dev/flax), FLAX_IOC_MODEL_GET by name
+ *  -m MODEL	open DEVICE (-d, default /dev/flax/MODEL), FLAX_IOC_MODEL_GET by name
  *		once, then one FLAX_IOC_INFER per request.  -t TIMEOUT_MS goes in
  *		struct flax_infer.timeout_ms, -x asks for FLAX_INFER_TEXT results.
  *		The result buffer starts at 64 KiB and grows when INFER fails
@@ -138,7 +138,8 @@ enum transport {
 struct config {
 	enum transport transport;
 	const char *target;		/* model name or socket path */
-	const char *device;
+	const char *device;		/* NULL: the model's node */
+	char node[sizeof(FLAX_NODE_DIR) + FLAX_NAME_MAX];
 	const char *input_path;
 	const char *samples_path;
 	FILE *samples_file;		/* opened before the run: fail early */
@@ -252,7 +253,7 @@ static void help(void)
 	show_usage(stdout);
 	printf("\n"
 	       "  -m MODEL         device transport: the model's name\n"
-	       "  -d DEVICE        the device (default /dev/flax)\n"
+	       "  -d DEVICE        the device (default /dev/flax/MODEL)\n"
 	       "  -t TIMEOUT_MS    struct flax_infer.timeout_ms (default 0: the model's)\n"
 	       "  -x               ask for text results (FLAX_INFER_TEXT)\n"
 	       "  -u SOCKET_PATH   socket transport: the server's Unix socket\n"
@@ -453,7 +454,6 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 	bool device_options = false, verify_options = false, help_asked = false;
 	int opt;
 
-	cfg->device = "/dev/flax";
 	cfg->warmup = DEFAULT_WARMUP;
 	cfg->seed = DEFAULT_SEED;
 	cfg->rel_tol = DEFAULT_REL_TOL;
@@ -476,6 +476,10 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument after the options");
+	if (!cfg->device && cfg->transport == TRANSPORT_DEVICE) {
+		snprintf(cfg->node, sizeof(cfg->node), "%s/%s", FLAX_NODE_DIR, cfg->target);
+		cfg->device = cfg->node;
+	}
 	return check_options(cfg, device_options, verify_options);
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * minilm_embed: sentence embeddings through /dev/flax.
+ * minilm_embed: sentence embeddings through /dev/flax/<model>.
  *
  * Written only against the UAPI header, as any C user would.  The "minilm"
  * model tokenises the text in the kernel, the worker runs the encoder and
@@ -12,7 +12,8 @@
  *	$ minilm_embed "A man is eating food." "A man eats bread."
  *	0.7536...				(their cosine similarity)
  *
- * Options: -m MODEL (default minilm), -d DEVICE (default /dev/flax),
+ * Options: -m MODEL (default minilm), -d DEVICE (default the model's node,
+ * /dev/flax/MODEL),
  * -t TIMEOUT_MS (default: the model's).
  *
  * Build: make -C examples (needs only -I driver/uapi).
@@ -160,7 +161,8 @@ static int embed_lines(const struct embedder *e)
 
 int main(int argc, char **argv)
 {
-	const char *model = "minilm", *device = "/dev/flax";
+	const char *model = "minilm", *device = NULL;
+	char node[sizeof(FLAX_NODE_DIR) + FLAX_NAME_MAX];
 	struct embedder e = { .fd = -1 };
 	int opt, status;
 
@@ -181,6 +183,10 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != 0 && argc - optind != 2)
 		goto usage;
+	if (!device) {
+		snprintf(node, sizeof(node), "%s/%s", FLAX_NODE_DIR, model);
+		device = node;
+	}
 	if (open_model(&e, device, model)) {
 		if (e.fd >= 0)
 			close(e.fd);

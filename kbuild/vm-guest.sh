@@ -50,8 +50,8 @@ if [ "${FLAX_NO_INSMOD:-0}" != 1 ]; then
 	if ! insmod "$FLAX_KO"; then
 		echo "vm: insmod $FLAX_KO failed" >&2
 		rc=3
-	elif [ ! -c /dev/flax ]; then
-		echo "vm: /dev/flax did not appear after insmod" >&2
+	elif [ ! -c /dev/flax/control ]; then
+		echo "vm: /dev/flax/control did not appear after insmod" >&2
 		rc=3
 	else
 		step "$(basename "$FLAX_KO") loaded"

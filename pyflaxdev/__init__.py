@@ -3,9 +3,11 @@
 Client::
 
     import pyflaxdev
-    with pyflaxdev.open() as dev:                 # /dev/flax
-        result = dev.model("digits").infer(x)     # Classes for a top-k chain
-        print(result.names)                       # ['seven', 'nine', 'four']
+    with pyflaxdev.open_model("digits") as model:   # /dev/flax/digits
+        result = model.infer(x)                       # Classes for a top-k chain
+        print(result.names)                           # ['seven', 'nine', 'four']
+    with pyflaxdev.open() as dev:                     # /dev/flax/control
+        dev.describe("digits")
 
 Worker::
 
@@ -27,7 +29,7 @@ Importing pyflaxdev does not import JAX; serving and the model zoo do, when used
 from pyflaxdev import aio
 from pyflaxdev.aio import AsyncClient
 from pyflaxdev.client import Client
-from pyflaxdev.device import DEFAULT_PATH, Device, DeviceInfo, open
+from pyflaxdev.device import DEFAULT_PATH, Device, DeviceInfo, model_path, open, open_model
 from pyflaxdev.errors import (
     AbiMismatch,
     BufferTooSmall,
@@ -93,7 +95,9 @@ __all__ = [
     "WorkerFailed",
     "WorkerStats",
     "aio",
+    "model_path",
     "open",
+    "open_model",
     "serve",
     "serving",
 ]

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
-from pyflaxdev.device import Device
+from pyflaxdev.device import Device, model_path
 from pyflaxdev.errors import Cancelled, FlaxError, check, error_for
 from pyflaxdev.model import Input, Model
 from pyflaxdev.results import Result
@@ -83,8 +83,8 @@ class AsyncClient:
         if isinstance(device, Device):
             self.device, self._owns_device = device, False
         else:
-            if device is None and isinstance(model, Model):
-                device = model.device.path
+            if device is None:
+                device = model.device.path if isinstance(model, Model) else model_path(model)
             self.device, self._owns_device = Device(device), True
         try:
             if isinstance(model, Model):

@@ -32,7 +32,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from types import TracebackType
 
-from pyflaxdev.device import Device
+from pyflaxdev.device import Device, model_path
 from pyflaxdev.errors import Cancelled, FlaxError, check, error_for
 from pyflaxdev.model import Input, Model
 from pyflaxdev.results import Result
@@ -86,8 +86,8 @@ class Client:
     """Asynchronous requests to one model, as ``concurrent.futures.Future`` objects.
 
     ``model`` is a model name or a :class:`~pyflaxdev.Model` (only its name and
-    description are used).  ``device`` is the device to open (a path; default
-    the Model's device path, else ``$FLAXDEV_DEVICE`` or ``/dev/flax``): the
+    description are used).  ``device`` is the node to open (a path; default
+    the Model's device path, else the model's node ``/dev/flax/<name>``): the
     client opens its own fd and closes it in :meth:`close`.  An open
     :class:`~pyflaxdev.Device` may be given instead; the client then uses
     (and REAPs) its fd and does not close it: nothing else may reap on it.
@@ -110,8 +110,8 @@ class Client:
         if isinstance(device, Device):
             self.device, self._owns_device = device, False
         else:
-            if device is None and isinstance(model, Model):
-                device = model.device.path
+            if device is None:
+                device = model.device.path if isinstance(model, Model) else model_path(model)
             self.device, self._owns_device = Device(device), True
         try:
             if isinstance(model, Model):

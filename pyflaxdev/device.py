@@ -1,8 +1,12 @@
 """The device handle: ``pyflaxdev.open()`` returns a :class:`Device`.
 
-A :class:`Device` is an ``io.FileIO`` on ``/dev/flax`` (so it is a context
+A :class:`Device` is an ``io.FileIO`` on a flax node (so it is a context
 manager, has ``fileno()`` and works with ``select``/``selectors``), plus one
-method per device-level ioctl.  Model-level calls live on
+method per device-level ioctl.  ``pyflaxdev.open()`` opens the control node,
+``/dev/flax/control``, where models are created and looked up and where their
+owners (and root) may run them; :func:`open_model` opens a model's own node,
+``/dev/flax/<name>``, which is how everyone else runs a model, as far as the
+node's mode (chosen by the model's owner) lets them.  Model-level calls live on
 :class:`pyflaxdev.model.Model`, worker calls in :mod:`pyflaxdev.worker`.
 
 Every ioctl goes through :meth:`Device.ioctl`, which releases the GIL while
@@ -17,6 +21,7 @@ import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,14 +35,29 @@ from pyflaxdev.spec import ModelDesc, ModelInfo, Normalization, NormalizeArg, Te
 from pyflaxdev.submit import DEFAULT_REAP_MAX, Completion, RequestTable, reap
 from pyflaxdev.uapi import ffi, lib
 
-__all__ = ["DEFAULT_PATH", "Device", "DeviceInfo", "default_path", "open"]
+__all__ = [
+    "DEFAULT_PATH",
+    "Device",
+    "DeviceInfo",
+    "default_path",
+    "model_path",
+    "open",
+    "open_model",
+]
 
-DEFAULT_PATH = "/dev/" + ffi.string(lib.FLAX_DEVICE_NAME).decode()
+DEFAULT_PATH = ffi.string(lib.FLAX_CONTROL_NODE).decode()
 
 
 def default_path() -> str:
-    """The device path: ``$FLAXDEV_DEVICE`` if set, else ``/dev/flax``."""
+    """The control node: ``$FLAXDEV_DEVICE`` if set, else ``/dev/flax/control``."""
     return os.environ.get("FLAXDEV_DEVICE") or DEFAULT_PATH
+
+
+def model_path(name: str) -> str:
+    """The node of model ``name``: ``<name>`` beside the control node (``/dev/flax/<name>``)."""
+    if not name or "/" in name or name in (".", "..", "control"):
+        raise InvalidArgument(f"{name!r} is not a model name")
+    return str(Path(default_path()).parent / name)
 
 
 @dataclass(frozen=True)
@@ -56,11 +76,13 @@ class DeviceInfo:
 
 
 class Device(io.FileIO):
-    """An open flax device (``/dev/flax``), close-on-exec.
+    """An open flax node (``/dev/flax/control`` or a model's), close-on-exec.
 
     Read-write unless ``writable`` is false: the module refuses the ioctls
     that change models (create, destroy, labels, vocabulary, worker attach)
-    on a read-only fd with ``EBADF``; clients that only infer need no more.
+    on a read-only fd with ``EBADF``, and on a model's node also the ones
+    that run it (INFER, SUBMIT); on the control node an owner's clients that
+    only infer need no more.
     """
 
     def __init__(
@@ -157,6 +179,9 @@ class Device(io.FileIO):
         labels: Iterable[str] | None = None,
         exist_ok: bool = False,
         validate: bool = True,
+        owner: int | None = None,
+        group: int | None = None,
+        mode: int = 0,
     ) -> Model:
         """``FLAX_IOC_MODEL_CREATE``: create a model and return a handle to it.
 
@@ -177,6 +202,9 @@ class Device(io.FileIO):
         4096), and :meth:`Model.set_vocab` must be called once.
         ``worker_post`` leading steps of ``post`` run in the worker (1: its
         ``mean_pool``; see :class:`~pyflaxdev.spec.ModelDesc`).
+        ``owner``, ``group`` (uid, gid; None: the caller's) and ``mode`` (0:
+        0600) are those of the model's node ``/dev/flax/<name>`` and make the
+        owner the one who may serve and change the model.
         ``labels`` name the classes and are uploaded right after creation (the
         model is destroyed again if that fails).  With ``exist_ok`` an existing
         model of that name is returned instead of raising
@@ -216,6 +244,9 @@ class Device(io.FileIO):
             tokenize=tokenize,
             text_max=text_max,
             worker_post=worker_post,
+            owner=owner,
+            group=group,
+            mode=mode,
         )
         return self.create(desc, labels=labels, exist_ok=exist_ok, validate=validate)
 
@@ -326,8 +357,26 @@ def _f32_array(buf: Any) -> npt.NDArray[np.float32]:
 
 
 def open(path: str | os.PathLike[str] | None = None, *, writable: bool = True) -> Device:
-    """Open the flax device (``$FLAXDEV_DEVICE`` or ``/dev/flax`` by default).
+    """Open the control node (``$FLAXDEV_DEVICE`` or ``/dev/flax/control`` by default).
 
-    ``writable=False`` opens it read-only, for clients that only infer.
+    ``writable=False`` opens it read-only: models may be looked up, not
+    created or changed.
     """
     return Device(path, writable=writable)
+
+
+def open_model(name: str, *, writable: bool = True) -> Model:
+    """Open model ``name``'s node (:func:`model_path`) and return its handle.
+
+    The handle owns the fd: :meth:`Model.close` (or leaving a ``with`` block)
+    closes it.  Running the model needs the node open for writing; a
+    read-only handle may describe it and read its labels.
+    """
+    dev = Device(model_path(name), writable=writable)
+    try:
+        model = dev.model(name)
+    except BaseException:
+        dev.close()
+        raise
+    model.owns_device = True
+    return model

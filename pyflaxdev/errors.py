@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno as codes
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = [
@@ -222,6 +223,14 @@ _OP_CLASSES: dict[tuple[str, int], type[FlaxError]] = {
     ("VOCAB_SET", codes.E2BIG): InvalidArgument,
 }
 
+# Running someone else's model on the control node, or a model on a node open read-only.
+_RUN_ELSEWHERE = (
+    "model {model!r} is another user's: on the control node only its owner or CAP_SYS_ADMIN"
+    " may run it; open its node instead (pyflaxdev.open_model({model!r}), /dev/flax/{model}),"
+    " as far as the node's mode allows"
+)
+_RUN_READ_ONLY = "running model {model!r} needs its node ({path}) open for writing"
+
 # What an errno means for a given operation, in the caller's terms.  Placeholders
 # are filled from the context passed to check(); a missing one falls back to the
 # generic text.  "{what}" is always available (e.g. "MODEL_GET of model 'x'").
@@ -245,6 +254,12 @@ _MESSAGES: dict[tuple[str, int], str] = {
     ("WORKER_ATTACH", codes.EPERM): "cannot attach to model {model!r}: it is another"
     " user's (only its owner or CAP_SYS_ADMIN may serve it)",
     ("MODEL_CREATE", codes.EINVAL): "model description for {model!r} rejected by the module",
+    ("MODEL_CREATE", codes.EPERM): "cannot create model {model!r} for another owner or a group"
+    " you are not in: that takes CAP_CHOWN",
+    ("MODEL_CREATE", codes.ENOTTY): "{path} is a model's node: create models on the control"
+    " node (pyflaxdev.open())",
+    **{(op, codes.EPERM): _RUN_ELSEWHERE for op in ("INFER", "SUBMIT")},
+    **{(op, codes.EBADF): _RUN_READ_ONLY for op in ("INFER", "SUBMIT")},
     ("INFER", codes.ENOENT): "model {model!r} no longer exists",
     ("INFER", codes.ENODEV): "model {model!r} was destroyed during the request",
     ("INFER", codes.ETIMEDOUT): "inference on model {model!r} timed out after {timeout_ms} ms"
@@ -373,6 +388,14 @@ def open_error(path: str, exc: OSError) -> FlaxError:
     """Translate an ``OSError`` from opening the device into a :class:`FlaxError`."""
     code = exc.errno or codes.EIO
     name = errno_name(code)
+    node = Path(path).name
+    if (
+        code in (codes.ENOENT, codes.ENODEV)
+        and node != "control"
+        and (Path(path).parent / "control").exists()
+    ):
+        # A model's node beside a live control node: the model is missing, not the module.
+        return ModelNotFound(f"model {node!r} not found ({name})", code, filename=path)
     if code in (codes.ENOENT, codes.ENODEV, codes.ENXIO):
         return DeviceNotFound(
             f"cannot open {path}: no such device ({name}); is the flaxdev module loaded?",
@@ -381,8 +404,9 @@ def open_error(path: str, exc: OSError) -> FlaxError:
         )
     if code in (codes.EACCES, codes.EPERM):
         return PermissionDenied(
-            f"cannot open {path}: permission denied ({name}); check the device's mode or"
-            " the udev rule",
+            f"cannot open {path}: permission denied ({name}); the control node is for the"
+            " group 'flax' (usermod -aG flax USER, then log in again); a model's node has"
+            " the owner, group and mode its model was created with (ls -l the node)",
             code,
             filename=path,
         )

@@ -50,12 +50,29 @@ _SIZE_RETRIES = 3
 
 
 class Model:
-    """A model on an open device, as found by ``Device.model(name)``."""
+    """A model on an open node, as found by ``Device.model(name)`` or opened
+    with :func:`pyflaxdev.open_model` (which gives it its own fd).
+
+    A context manager: leaving the ``with`` block calls :meth:`close`.
+    """
 
     def __init__(self, device: Device, info: ModelInfo) -> None:
         self.device = device
         self.info = info
+        #: Whether :meth:`close` closes :attr:`device` (``open_model``'s fd).
+        self.owns_device = False
         self._labels: tuple[str, ...] | None = None  # None: not read yet
+
+    def close(self) -> None:
+        """Close the handle's fd if it owns one (:func:`pyflaxdev.open_model`)."""
+        if self.owns_device:
+            self.device.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def id(self) -> int:

@@ -10,6 +10,7 @@ everything again; pyflaxdev's checks only give better messages.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -282,6 +283,10 @@ class ModelDesc:
     clients see the same results either way.  ``tokenize`` makes a ``FLAX_PRE_TOKENIZE``
     model: ``input`` is then int32 ``(2, L)`` (ids and mask, what the worker
     sees), clients send up to ``text_max`` bytes of UTF-8 (0: 4096).
+    ``owner`` and ``group`` (uid and gid; None: the creator's) own the model's
+    node ``/dev/flax/<name>`` and its sysfs files, ``mode`` is the node's
+    permission bits (0: 0600); giving the model to another user or a group
+    the creator is not in needs ``CAP_CHOWN``.
     """
 
     name: str
@@ -299,6 +304,9 @@ class ModelDesc:
     tokenize: bool = False
     text_max: int = 0
     worker_post: int = 0
+    owner: int | None = None
+    group: int | None = None
+    mode: int = 0
 
     @property
     def vec_elems(self) -> int:
@@ -314,12 +322,18 @@ class ModelDesc:
         if (
             not 1 <= len(name) < lib.FLAX_NAME_MAX
             or not _NAME_RE.fullmatch(name)
-            or name in (".", "..")
+            or name in (".", "..", "control")
         ):
             raise InvalidArgument(
                 f"model name {name!r} must be 1 to {lib.FLAX_NAME_MAX - 1} characters"
-                " from [A-Za-z0-9_.-], not '.' or '..'"
+                " from [A-Za-z0-9_.-], not '.', '..' or 'control' (it names"
+                f" {ffi.string(lib.FLAX_NODE_DIR).decode()}/<name>)"
             )
+        if not 0 <= self.mode <= 0o777:
+            raise InvalidArgument(f"node mode of {name!r} must be 0 to 0o777, got {self.mode:#o}")
+        for what, ident in (("owner", self.owner), ("group", self.group)):
+            if ident is not None:
+                _u32(ident, f"{what} of {name!r}", _U32_MAX - 1)
         in_shape = _shape(self.input.shape, f"input shape of {name!r}")
         out_shape = _shape(self.output.shape, f"output shape of {name!r}")
         if self.input.dtype not in _DTYPE_CODES:
@@ -395,7 +409,7 @@ class ModelDesc:
         _u32(self.max_queue_delay_us, f"max_queue_delay_us of {name!r}", MAX_WAIT_US)
 
     def to_desc(self) -> tuple[Any, list[Any]]:
-        """Fill a ``struct flax_model_desc`` (``FLAX_MODEL_DESC_SIZE_VER1``) for MODEL_CREATE.
+        """Fill a ``struct flax_model_desc`` (``FLAX_MODEL_DESC_SIZE_VER2``) for MODEL_CREATE.
 
         Returns the struct and the cffi objects that must stay alive during the
         ioctl (the mean/std arrays its pointers refer to).  Does not validate.
@@ -434,6 +448,11 @@ class ModelDesc:
         desc.max_queue_delay_us = self.max_queue_delay_us
         desc.max_queue = self.max_queue
         desc.worker_post = self.worker_post
+        if self.owner is not None or self.group is not None:
+            desc.flags |= lib.FLAX_MODEL_OWNER
+            desc.owner_uid = os.geteuid() if self.owner is None else self.owner
+            desc.owner_gid = os.getegid() if self.group is None else self.group
+        desc.node_mode = self.mode
         return desc, keep
 
 
@@ -500,6 +519,9 @@ class ModelInfo:
     text_max: int = 0
     worker_post: int = 0
     nworkers: int = 0
+    owner_uid: int = 0
+    owner_gid: int = 0
+    node_mode: int = 0o600
 
     @property
     def worker_output(self) -> TensorSpec:
@@ -574,7 +596,8 @@ class ModelInfo:
             if code == lib.FLAX_POST_END:
                 break
             post.append(_POST_NAMES.get(code, f"op{code}"))
-        flags = int(desc.flags)
+        # FLAX_MODEL_OWNER only says the owner fields are there: they always are.
+        flags = int(desc.flags) & ~lib.FLAX_MODEL_OWNER
         clamp = None
         if flags & lib.FLAX_MODEL_NORM_CLAMP:
             clamp = (bits_to_f32(desc.clamp_lo), bits_to_f32(desc.clamp_hi))
@@ -601,4 +624,7 @@ class ModelInfo:
             clamp=clamp,
             text_max=int(desc.text_max),
             nworkers=int(desc.nworkers),
+            owner_uid=int(desc.owner_uid),
+            owner_gid=int(desc.owner_gid),
+            node_mode=int(desc.node_mode),
         )

@@ -57,7 +57,7 @@ import numpy.typing as npt
 from pyflaxdev import ioctls, uapi
 from pyflaxdev.accel import configure_allocator, local_devices, resolve_device
 from pyflaxdev.buckets import Buckets
-from pyflaxdev.device import Device
+from pyflaxdev.device import Device, model_path
 from pyflaxdev.errors import FlaxError, InvalidArgument, ModelGone, ModelNotFound, check
 from pyflaxdev.model import Model
 from pyflaxdev.region import Layout, Region
@@ -179,15 +179,19 @@ class WorkerStats:
 class Worker:
     """An fd attached (or about to be) as a worker of one model.
 
-    ``device`` is a path (a new fd is opened and closed with the worker) or an
-    open :class:`Device` that is not attached yet (it stays open).
+    ``device`` is a path (a new fd is opened and closed with the worker; default
+    the model's node, ``/dev/flax/<name>``) or an open :class:`Device` that is
+    not attached yet (it stays open).
     """
 
     def __init__(self, model: str | Model, *, device: str | Device | None = None) -> None:
+        name = model.name if isinstance(model, Model) else model
         self._owns_device = not isinstance(device, Device)
-        self.device: Device = device if isinstance(device, Device) else Device(device)
+        # By default the model's own node: its owner needs no access to the control node.
+        self.device: Device = (
+            device if isinstance(device, Device) else Device(device or model_path(name))
+        )
         try:
-            name = model.name if isinstance(model, Model) else model
             self.info: ModelInfo = self.device.describe(name)
         except BaseException:
             self.close()

@@ -2,10 +2,24 @@
 /*
  * flaxdev: a Flax model served through a character device.
  *
- * Clients open /dev/flax, look a model up by name (FLAX_IOC_MODEL_GET) and
- * run it with FLAX_IOC_INFER.  Workers create a model (FLAX_IOC_MODEL_CREATE),
- * attach to it (FLAX_IOC_WORKER_ATTACH), mmap its slot region and loop on
- * FLAX_IOC_FETCH (which also completes the previous batch).
+ * Two kinds of node, as device-mapper's /dev/mapper/control and
+ * /dev/mapper/<name>:
+ *  - /dev/flax/control (FLAX_CONTROL_NODE), the misc device "flax": what is
+ *    global.  Workers create a model there (FLAX_IOC_MODEL_CREATE), which
+ *    needs the node open for writing; anyone who may open it may ask for
+ *    FLAX_IOC_INFO and look models up (FLAX_IOC_MODEL_GET,
+ *    FLAX_IOC_LABELS_GET).  Every other request that names a model by id
+ *    is for the model's owner and CAP_SYS_ADMIN only (-EPERM).
+ *  - /dev/flax/<model>, one character device per model, created with the
+ *    model and removed when it is destroyed, owned by the uid and gid and
+ *    with the mode given at creation (default: the creator's, 0600).
+ *    Clients open it and run the model with FLAX_IOC_INFER or
+ *    FLAX_IOC_SUBMIT (the node open for writing) or, from a shell, write(2)
+ *    one input as text and read(2) that open file's text result back;
+ *    workers open it to attach (FLAX_IOC_WORKER_ATTACH), mmap the slot
+ *    region and loop on FLAX_IOC_FETCH (which also completes the previous
+ *    batch).  A request on a model's node names that model: model id 0 or
+ *    its own (-EINVAL for another).
  *
  * ABI rules:
  *  - every ioctl number encodes the size of its struct; the kernel accepts
@@ -41,8 +55,13 @@
  *    models), ENOMEM (region too large);
  *  - MODEL_CREATE, MODEL_DESTROY, LABELS_SET, VOCAB_SET, WORKER_ATTACH
  *    change models: EBADF on an fd not open for writing; but for
- *    MODEL_CREATE, EPERM unless the caller owns the model (created it)
- *    or has CAP_SYS_ADMIN;
+ *    MODEL_CREATE, EPERM unless the caller owns the model or has
+ *    CAP_SYS_ADMIN;
+ *  - INFER, SUBMIT: on the control node EPERM unless the caller owns the
+ *    model or has CAP_SYS_ADMIN (others open the model's node); on a
+ *    model's node EBADF unless it is open for writing;
+ *  - MODEL_CREATE: ENOTTY on a model's node; EPERM for an owner other
+ *    than the caller without CAP_CHOWN, or a group the caller is not in;
  *  - MODEL_GET, MODEL_DESTROY, LABELS_SET, LABELS_GET, INFER,
  *    WORKER_ATTACH: ENOENT (no such model);
  *  - MODEL_CREATE, MODEL_GET: EINVAL for a name that is not a valid name
@@ -89,7 +108,9 @@
 #include <linux/types.h>
 
 #define FLAX_ABI_VERSION 1
-#define FLAX_DEVICE_NAME "flax"
+#define FLAX_DEVICE_NAME "flax" /* the control node's kernel name */
+#define FLAX_NODE_DIR "/dev/flax" /* every node, as devtmpfs names them */
+#define FLAX_CONTROL_NODE FLAX_NODE_DIR "/control"
 
 #define FLAX_NAME_MAX 32
 #define FLAX_MAX_DIMS 6
@@ -153,6 +174,9 @@
 /* struct flax_model_desc.flags. */
 #define FLAX_MODEL_NORM_CHANNEL_FIRST _BITUL(0) /* per channel: dims[0] */
 #define FLAX_MODEL_NORM_CLAMP _BITUL(1) /* clamp to [clamp_lo, clamp_hi] */
+#define FLAX_MODEL_OWNER _BITUL(2) /* owner_uid and owner_gid are given */
+
+#define FLAX_NODE_MODE_DEFAULT 0600 /* struct flax_model_desc.node_mode 0 */
 
 #define FLAX_LABELS_MAX 65536 /* labels of one model */
 #define FLAX_LABEL_MAX 127 /* bytes of one label, newline excluded */
@@ -208,7 +232,9 @@ struct flax_tensor_spec {
  * @id: out: the model's id, used by every other ioctl.
  * @flags: FLAX_MODEL_* flags.
  * @name: NUL-terminated name, 1 to FLAX_NAME_MAX - 1 characters from
- *	[A-Za-z0-9_.-]; bytes after the NUL must be 0.  In for both ioctls.
+ *	[A-Za-z0-9_.-], neither "." nor ".." nor "control" (the names of
+ *	/dev/flax/<name>); bytes after the NUL must be 0.  In for both
+ *	ioctls.
  * @input: what a client sends: the product of the dims times the dtype's
  *	element size (see FLAX_DTYPE_*) bytes, exactly (-EINVAL otherwise;
  *	FLAX_PRE_TOKENIZE aside, below).
@@ -257,18 +283,34 @@ struct flax_tensor_spec {
  *	itself, fused into its own computation (0: none, the kernel runs
  *	the whole chain).
  * @reserved: must be 0.
+ * @owner_uid: with FLAX_MODEL_OWNER, the model's owner, a uid in the
+ *	caller's user namespace (a uid other than the caller's fsuid needs
+ *	CAP_CHOWN, -EPERM); without it the caller's fsuid.  The owner owns
+ *	the model's node and sysfs files, may attach workers, destroy the
+ *	model and change its labels, vocabulary and settings; the model
+ *	counts against the owner's max_models_per_user unless the caller
+ *	has CAP_SYS_ADMIN.  GET: the owner.
+ * @owner_gid: with FLAX_MODEL_OWNER, the group of the model's node and
+ *	sysfs files (a group the caller is not in needs CAP_CHOWN,
+ *	-EPERM); without it the caller's fsgid.  GET: the group.
+ * @node_mode: permission bits of /dev/flax/<name>, at most 0777 (0:
+ *	FLAX_NODE_MODE_DEFAULT).  GET: the mode given at creation (a chmod
+ *	of the node since is not seen).
+ * @reserved2: must be 0.
  *
- * Fields from @threshold on came with FLAX_MODEL_DESC_SIZE_VER1; a caller
- * with the FLAX_MODEL_DESC_SIZE_VER0 struct gets the defaults.  @topk,
+ * Fields from @threshold on came with FLAX_MODEL_DESC_SIZE_VER1, from
+ * @owner_uid on with FLAX_MODEL_DESC_SIZE_VER2; a caller with an older
+ * struct gets the defaults.  @topk,
  * @threshold, @timeout_ms, @max_batch, @max_queue_delay_us, @max_queue
  * and the normalisation means and standard deviations may change while
  * the model lives (through sysfs): MODEL_GET returns the current values.
  * The sysfs files norm_mean and norm_std show the arrays while their text
  * fits one page, and fail with EFBIG beyond; MODEL_GET returns them all.
  *
- * MODEL_GET reads @name, @norm_mean and @norm_std (0: not wanted; used
- * only with FLAX_PRE_NORMALIZE) and checks that @flags, @__pad0 and
- * @reserved are 0 (-EINVAL; the struct it returns holds the model's
+ * MODEL_GET reads @name (on a model's node, an empty @name names that
+ * model), @norm_mean and @norm_std (0: not wanted; used only with
+ * FLAX_PRE_NORMALIZE) and checks that @flags, @__pad0, @reserved and
+ * @reserved2 are 0 (-EINVAL; the struct it returns holds the model's
  * @flags, so clear them before reusing it for another GET); it ignores
  * every other field.  It returns the whole description with the module's
  * defaults resolved: @nslots, @timeout_ms, @max_batch and @max_queue as
@@ -306,10 +348,15 @@ struct flax_model_desc {
 	__u32 nworkers;
 	__u32 worker_post;
 	__u32 reserved[2];
+	__u32 owner_uid;
+	__u32 owner_gid;
+	__u32 node_mode;
+	__u32 reserved2;
 };
 
 #define FLAX_MODEL_DESC_SIZE_VER0 176 /* up to @reserved[] of version 1 */
 #define FLAX_MODEL_DESC_SIZE_VER1 208 /* @threshold to @reserved[] */
+#define FLAX_MODEL_DESC_SIZE_VER2 224 /* @owner_uid to @reserved2 */
 
 /**
  * struct flax_model_ref - names a model by id (FLAX_IOC_MODEL_DESTROY).

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from pyflaxdev.bench.cload import LoadSpec
 from pyflaxdev.bench.result import SAMPLE_DTYPE, LoadResult, summarise
-from pyflaxdev.device import Device
+from pyflaxdev.device import Device, model_path
 from pyflaxdev.errors import FlaxError, errno_name
 
 __all__ = ["STRIDE", "run_python"]
@@ -35,7 +35,8 @@ LATE_NS = 1_000_000
 def _sender(spec: LoadSpec) -> tuple[Callable[[Any], None], Any]:
     """A ``send(x)`` for one client (raises FlaxError on failure) and what to close."""
     if spec.model is not None:
-        dev = Device(spec.device)
+        # A client opens the model's node, as any user's would; --device: that node.
+        dev = Device(spec.device or model_path(spec.model))
         model = dev.model(spec.model)
         timeout = spec.timeout_ms
 

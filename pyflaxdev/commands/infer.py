@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pyflaxdev.commands._common import doc, zoo_spec
-from pyflaxdev.device import Device
+from pyflaxdev.device import Device, model_path
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.results import Classes
 
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"flaxdev: held-out example {args.heldout}: true label {truth}", file=sys.stderr)
     else:
         x = read_input(args.input)
-    with Device(args.device) as dev:
+    # The model's node, which its mode may open to others; --device: that node.
+    with Device(args.device or model_path(args.model)) as dev:
         model = dev.model(args.model)
         if args.text:
             sys.stdout.write(model.infer_text(x, timeout_ms=args.timeout_ms))

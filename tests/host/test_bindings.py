@@ -21,7 +21,8 @@ HEADER = REPO / "driver" / "uapi" / "flaxdev.h"
 TEXT = HEADER.read_text()
 
 IOC_MACROS = dict(re.findall(r"^#define\s+FLAX_IOC_(\w+)\s+(_IO\w*)\(", TEXT, re.M))
-DEFINES = dict(re.findall(r"^#define\s+(FLAX_\w+)\s+(\S+)", TEXT, re.M))
+# name -> value, the whole of it (``FLAX_NODE_DIR "/control"``), less a trailing comment
+DEFINES = dict(re.findall(r"^#define\s+(FLAX_\w+)\s+(.*?)\s*(?:/\*.*)?$", TEXT, re.M))
 STRUCTS = re.findall(r"^struct\s+(flax_\w+)\s*\{", TEXT, re.M)
 SIZE_VER0 = {name: int(v) for name, v in DEFINES.items() if name.endswith("_SIZE_VER0")}
 # The current size of each struct: its latest published *_SIZE_VER<n>.
@@ -42,7 +43,7 @@ def test_header_was_parsed():
     assert len(IOC_MACROS) == 13
     assert len(STRUCTS) >= 15
     assert len(SIZE_VER0) == 13
-    assert SIZE_LATEST["FLAX_MODEL_DESC"] == 208
+    assert SIZE_LATEST["FLAX_MODEL_DESC"] == 224
 
 
 def test_every_header_ioctl_has_a_request_number():
@@ -91,8 +92,12 @@ def test_with_size_reencodes_only_the_size():
 @pytest.mark.parametrize("name", sorted(DEFINES))
 def test_every_define_is_exported_with_the_header_value(name):
     value = DEFINES[name]
-    if value.startswith('"'):
-        assert ffi.string(getattr(lib, name)).decode() == value.strip('"')
+    if '"' in value:  # a string literal, maybe after string macros: C concatenates them
+        parts = re.findall(r'"([^"]*)"|([A-Za-z_]\w*)', value)
+        want = "".join(lit or ffi.string(getattr(lib, macro)).decode() for lit, macro in parts)
+        assert ffi.string(getattr(lib, name)).decode() == want
+    elif re.fullmatch(r"0[0-7]+", value):  # C's octal
+        assert getattr(lib, name) == int(value, 8)
     elif re.fullmatch(r"0x[0-9a-fA-F]+|\d+", value):
         assert getattr(lib, name) == int(value, 0)
     else:

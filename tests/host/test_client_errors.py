@@ -79,6 +79,18 @@ def test_open_default_path_honours_environment(tmp_path, monkeypatch):
         pyflaxdev.open()
 
 
+def test_missing_model_node_beside_a_control_node_is_model_not_found(tmp_path, monkeypatch):
+    (tmp_path / "control").write_bytes(b"")
+    monkeypatch.setenv("FLAXDEV_DEVICE", str(tmp_path / "control"))
+    assert pyflaxdev.model_path("nope") == str(tmp_path / "nope")
+    with pytest.raises(pyflaxdev.ModelNotFound) as info:
+        pyflaxdev.open_model("nope")
+    assert str(info.value) == "model 'nope' not found (ENOENT)"
+    assert info.value.filename == str(tmp_path / "nope")
+    with pytest.raises(pyflaxdev.InvalidArgument, match="not a model name"):
+        pyflaxdev.model_path("control")
+
+
 def test_open_directory_is_a_flax_error(tmp_path):
     with pytest.raises(FlaxError) as info:
         pyflaxdev.open(tmp_path)

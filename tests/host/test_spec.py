@@ -114,8 +114,9 @@ def test_mean_pool_needs_two_dimensions():
         ({"name": "a b"}, "from \\[A-Za-z0-9_.-\\]"),
         ({"name": "é"}, "from \\[A-Za-z0-9_.-\\]"),
         ({"name": "x" * 32}, "1 to 31 characters"),
-        ({"name": "."}, "not '.' or '..'"),
-        ({"name": ".."}, "not '.' or '..'"),
+        ({"name": "."}, "not '.', '..' or 'control'"),
+        ({"name": ".."}, "not '.', '..' or 'control'"),
+        ({"name": "control"}, "not '.', '..' or 'control'"),
         ({"input": TensorSpec((), np.dtype(np.uint8))}, "1 to 6 dimensions"),
         ({"input": TensorSpec((1,) * 7, np.dtype(np.uint8))}, "1 to 6 dimensions"),
         ({"input": TensorSpec((3, 0), np.dtype(np.uint8))}, "must be positive"),
@@ -253,7 +254,7 @@ def test_desc_round_trip_through_model_info():
         max_queue=12,
     ).validate()
     desc, keep = full.to_desc()
-    assert ffi.sizeof(desc[0]) == lib.FLAX_MODEL_DESC_SIZE_VER1
+    assert ffi.sizeof(desc[0]) == lib.FLAX_MODEL_DESC_SIZE_VER2
     assert desc.flags == lib.FLAX_MODEL_NORM_CHANNEL_FIRST | lib.FLAX_MODEL_NORM_CLAMP
     assert desc.pre_op == lib.FLAX_PRE_NORMALIZE
     assert list(desc.post_ops) == [lib.FLAX_POST_SIGMOID, lib.FLAX_POST_THRESHOLD] + [0] * 6

@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 
 import pyflaxdev
-from pyflaxdev import sysfs
 from pyflaxdev.models import minilm
 
 TOP = Path(__file__).resolve().parents[2]
@@ -229,10 +228,10 @@ def test_paraphrases_score_above_unrelated(from_python: np.ndarray[Any, Any]) ->
 def test_shell_path_prints_the_vector(
     served: pyflaxdev.Model, from_python: np.ndarray[Any, Any]
 ) -> None:
-    d = sysfs.sysfs_root() / "models" / served.name
+    node = pyflaxdev.model_path(served.name)
     text = "café crème"
     proc = subprocess.run(
-        ["setsid", "-w", "sh", "-c", f"echo '{text}' > {d}/input && cat {d}/result"],
+        ["sh", "-c", f"exec 3<>{node}; echo '{text}' >&3 && cat <&3"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,4 +1,4 @@
-"""sysfs with the real module: the shell path, writable settings, statistics.
+"""sysfs and the model's node with the real module: the shell path, settings, statistics.
 
 The references are in-process ``apply`` + ``jax.nn.softmax`` (``digits_logits``)
 and the values written; nothing here goes through pyflaxdev's sysfs reader, so
@@ -101,16 +101,18 @@ def _numbers(img: np.ndarray[Any, Any]) -> str:
     return " ".join(str(int(v)) for v in img.ravel())
 
 
+NODE = Path(pyflaxdev.model_path("digits"))
+
+
 def _shell_script(images: np.ndarray[Any, Any]) -> str:
-    """A /bin/sh script that runs each image through echo and cat."""
-    d = _dir()
-    lines = [f'echo "{_numbers(img)}" > {d}/input && cat {d}/result && echo ---' for img in images]
-    return "set -e\n" + "\n".join(lines) + "\n"
+    """A /bin/sh script that runs each image through echo and cat on one open node."""
+    lines = [f'echo "{_numbers(img)}" >&3 && cat <&3 && echo ---' for img in images]
+    return f"set -e\nexec 3<>{NODE}\n" + "\n".join(lines) + "\n"
 
 
 def _run_shell(script: str) -> list[list[tuple[str, float]]]:
     proc = subprocess.run(
-        ["setsid", "-w", "sh", "-c", script],
+        ["sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=600,
@@ -127,7 +129,7 @@ def test_shell_path_top5_with_labels(
     heldout: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
     digits_logits: np.ndarray[Any, Any],
 ) -> None:
-    """echo numbers > input; cat result: top-5 label<TAB>score lines = apply + softmax."""
+    """exec 3<>/dev/flax/digits; echo numbers >&3; cat <&3: top-5 label<TAB>score = apply."""
     x, _ = heldout
     got = _run_shell(_shell_script(x[:30]))
     assert len(got) == 30
@@ -142,8 +144,7 @@ def test_ioctl_text_and_binary_top5_with_labels(
 ) -> None:
     """The same through FLAX_IOC_INFER from Python: labelled binary and text results."""
     x, _ = heldout
-    with pyflaxdev.open() as dev:
-        model = dev.model("digits")
+    with pyflaxdev.open_model("digits") as model:
         assert model.info.topk == K
         assert model.labels() == LABELS
         for img, logits in zip(x[:40], digits_logits[:40], strict=True):
@@ -183,12 +184,12 @@ def test_two_shells_at_once_get_their_own_results(
     heldout: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
     digits_logits: np.ndarray[Any, Any],
 ) -> None:
-    """Two sessions interleave writes and reads; each reads only its own results."""
+    """Two shells interleave writes and reads; each reads only its own results."""
     x, _ = heldout
     picks = [np.arange(0, 40, 2), np.arange(1, 40, 2)]
     procs = [
         subprocess.Popen(
-            ["setsid", "-w", "sh", "-c", _shell_script(x[p])],
+            ["sh", "-c", _shell_script(x[p])],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -204,9 +205,34 @@ def test_two_shells_at_once_get_their_own_results(
             _check(_parse(block), _expected(digits_logits[i]))
 
 
+@pytest.mark.usefixtures("top5_labelled")
+def test_results_belong_to_the_open_file(
+    heldout: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    digits_logits: np.ndarray[Any, Any],
+) -> None:
+    """One process, two open files: each reads its own write's result, whatever the order."""
+    x, _ = heldout
+    a, b = (os.open(NODE, os.O_RDWR | os.O_CLOEXEC) for _ in range(2))
+    try:
+        os.write(a, _numbers(x[0]).encode())
+        os.write(b, _numbers(x[1]).encode())
+        got_b, got_a = os.read(b, 65536), os.read(a, 65536)
+        assert os.read(a, 65536) == b"" and os.read(b, 65536) == b""
+        _check(_parse(got_a.decode()), _expected(digits_logits[0]))
+        _check(_parse(got_b.decode()), _expected(digits_logits[1]))
+        # A read in parts ends where the result does; a new write starts over.
+        os.write(a, _numbers(x[2]).encode())
+        parts = [os.read(a, 7)]
+        while parts[-1]:
+            parts.append(os.read(a, 7))
+        _check(_parse(b"".join(parts).decode()), _expected(digits_logits[2]))
+    finally:
+        os.close(a)
+        os.close(b)
+
+
 def test_shell_path_errors() -> None:
-    """Bad numbers are EINVAL at the echo; a session without a result reads ENODATA."""
-    d = _dir()
+    """Bad numbers are EINVAL at the echo; an open file without a result reads ENODATA."""
     cases = {
         "too few": "1 2 3",
         "too many": " ".join(["1"] * 65),
@@ -214,40 +240,45 @@ def test_shell_path_errors() -> None:
         "not a number": " ".join(["x"] + ["0"] * 63),
         "negative": " ".join(["-1"] + ["0"] * 63),
         "fraction": " ".join(["1.5"] + ["0"] * 63),
+        "blank": "",
     }
     for what, text in cases.items():
         # bash names the errno of a failed write; dash says "I/O error" for all.
         proc = subprocess.run(
-            ["setsid", "-w", "bash", "-c", f'echo "{text}" > {d}/input'],
+            ["bash", "-c", f'exec 3<>{NODE}; echo "{text}" >&3'],
             capture_output=True,
             text=True,
             check=False,
         )
         assert proc.returncode != 0, what
         assert "Invalid argument" in proc.stderr, (what, proc.stderr)
-    # A fresh session has no result.
-    proc = subprocess.run(
-        ["setsid", "-w", "cat", f"{d}/result"], capture_output=True, text=True, check=False
-    )
-    assert proc.returncode != 0 and "No data available" in proc.stderr, proc.stderr
-    # A failed request forgets the session's previous result.
+    with NODE.open("r+b", buffering=0) as f:
+        assert f.write(b"") == 0  # nothing to run: no result, no error
+        with pytest.raises(OSError, match="No data available") as exc:
+            os.read(f.fileno(), 100)
+        assert exc.value.errno == errno.ENODATA
+        with pytest.raises(OSError, match="Invalid argument") as exc:
+            f.write(b"1 " * 100_000)  # longer than any input of 64 numbers can be
+        assert exc.value.errno == errno.EINVAL
+    # A new open file has no result; a failed request forgets the previous one.
     zeros = " ".join(["0"] * 64)
     script = textwrap.dedent(f"""\
-        echo "{zeros}" > {d}/input
-        cat {d}/result > /dev/null || exit 3
-        echo "1 2" > {d}/input 2>/dev/null && exit 4
-        cat {d}/result 2>/dev/null && exit 5
+        exec 3<>{NODE}
+        cat <&3 2>/dev/null && exit 2
+        echo "{zeros}" >&3
+        cat <&3 > /dev/null || exit 3
+        echo "1 2" >&3 2>/dev/null && exit 4
+        cat <&3 2>/dev/null && exit 5
         exit 0
         """)
-    proc = subprocess.run(["setsid", "-w", "sh", "-c", script], capture_output=True, check=False)
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, check=False)
     assert proc.returncode == 0, proc
 
 
 def test_modes() -> None:
-    """World-readable, owner-writable; input write-only, result the owner's only."""
+    """World-readable, owner-writable; no shell-path files (the node has the shell path)."""
     modes = {p.name: p.stat().st_mode & 0o777 for p in _dir().iterdir() if p.is_file()}
-    assert modes["input"] == 0o200
-    assert modes["result"] == 0o400
+    assert "input" not in modes and "result" not in modes
     for name in ("id", "input_shape", "output_shape", "post_ops", "queued", "in_flight"):
         assert modes[name] == 0o444, name
     for name in ("topk", "threshold", "timeout_ms", "max_batch", "max_queue", "labels"):

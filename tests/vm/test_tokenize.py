@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import pyflaxdev
-from pyflaxdev import sysfs
 
 L = 128
 D = 8
@@ -119,10 +118,10 @@ def test_bad_text(tok_model: pyflaxdev.Model) -> None:
 
 
 def test_shell_path_text(tok_model: pyflaxdev.Model, hf: Any) -> None:
-    d = sysfs.sysfs_root() / "models" / "tok"
+    node = pyflaxdev.model_path("tok")
     text = "The Quick brown fox, naïvely — jumps!"
     proc = subprocess.run(
-        ["setsid", "-w", "sh", "-c", f"echo '{text}' > {d}/input && cat {d}/result"],
+        ["sh", "-c", f"exec 3<>{node}; echo '{text}' >&3 && cat <&3"],
         capture_output=True,
         text=True,
         check=False,

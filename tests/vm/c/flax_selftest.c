@@ -38,7 +38,7 @@
 
 #include "flaxdev.h"
 
-#define DEV		"/dev/" FLAX_DEVICE_NAME
+#define DEV		FLAX_CONTROL_NODE
 #define SYSFS_MODELS	"/sys/class/misc/" FLAX_DEVICE_NAME "/models"
 
 static int npassed, nfailed;

@@ -61,12 +61,30 @@ def module_loaded() -> None:
 def test_rmmod_refused_while_fd_open() -> None:
     with pyflaxdev.open() as dev:
         r = _run("rmmod", "flaxdev")
-        assert r.returncode != 0, "rmmod succeeded while /dev/flax was open"
+        assert r.returncode != 0, "rmmod succeeded while /dev/flax/control was open"
         assert "in use" in r.stderr
         assert dev.info().abi_version == 1
     r = _run("rmmod", "flaxdev")
     assert r.returncode == 0, r.stderr
-    assert not Path("/dev/flax").exists()
+    assert not Path(pyflaxdev.DEFAULT_PATH).exists()
+
+
+def test_rmmod_refused_while_a_model_node_is_open() -> None:
+    """A file open on a model's node pins the module, even once the model is destroyed."""
+    with pyflaxdev.open() as dev:
+        dev.create_model("pinned-node", (4,), "float32", (4,), post=(), topk=0)
+    fd = os.open(pyflaxdev.model_path("pinned-node"), os.O_RDWR)
+    try:
+        with pyflaxdev.open() as dev:
+            dev.destroy_model("pinned-node")
+        assert not Path(pyflaxdev.model_path("pinned-node")).exists()
+        r = _run("rmmod", "flaxdev")
+        assert r.returncode != 0 and "in use" in r.stderr, r
+    finally:
+        os.close(fd)
+    r = _run("rmmod", "flaxdev")
+    assert r.returncode == 0, r.stderr
+    assert not Path("/sys/class/flax").exists()
 
 
 def test_rmmod_refused_while_worker_attached() -> None:
