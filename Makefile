@@ -22,7 +22,7 @@ kver = $(shell kbuild/kver.sh $(or $(KVER),$(KSERIES)))
 
 .PHONY: all setup module python ctools test test-host fuzz test-exhaustive test-vm test-debug demo bench profile check \
 	check-setup check-style check-build check-fpu check-python check-packaging \
-	install dkms-install dkms-uninstall udev-install clean
+	install dkms-install dkms-uninstall udev-install systemd-install clean
 
 all: module python ctools
 
@@ -130,7 +130,7 @@ profile: setup
 
 # The static gates.  Each runs even if another failed (-k); all must pass.
 # Both kernel series are checked whatever KSERIES says.
-PY_SRC := pyflaxdev bindings tests scripts setup.py
+PY_SRC := pyflaxdev bindings tests scripts examples setup.py
 
 check: check-setup
 	$(MAKE) -k check-build check-fpu check-style check-python check-packaging
@@ -162,12 +162,19 @@ check-packaging:
 	@test -n "$(MODULE_VERSION)" && test "$(MODULE_VERSION)" = "$(DKMS_VERSION)" || \
 		{ echo "kbuild/dkms.conf PACKAGE_VERSION '$(DKMS_VERSION)' is not MODULE_VERSION '$(MODULE_VERSION)'" >&2; exit 1; }
 	@echo "check-packaging: dkms.conf and MODULE_VERSION agree on $(MODULE_VERSION)"
+	@if command -v systemd-analyze >/dev/null; then \
+		t=$$(mktemp -d) && cp kbuild/systemd/flaxdev@.service $$t/flaxdev@check.service && \
+		systemd-analyze verify $$t/flaxdev@check.service && rm -r $$t && \
+		echo "check-packaging: systemd-analyze verify flaxdev@.service: clean"; \
+	else echo "check-packaging: no systemd-analyze here: flaxdev@.service not verified"; fi
 
 # Install (as root): the module through dkms, for every installed kernel
 # that has its headers, and rebuilt by dkms for kernels installed later;
-# the udev rule that gives /dev/flax to the group flax (README.md, Installing).
+# the udev rule that gives /dev/flax/control to the group flax and keeps the
+# model nodes' owners (README.md, Installing); the systemd template unit, the
+# modules-load.d and modprobe.d files and /var/lib/flaxdev/models (systemd-install).
 # DKMS_ACTION=build stops at dkms build (for a machine that cannot load modules).
-install: dkms-install udev-install
+install: dkms-install udev-install systemd-install
 
 dkms-install: check-packaging
 	@command -v dkms >/dev/null || { apt-get update -q >/dev/null && \
@@ -193,6 +200,17 @@ dkms-uninstall:
 udev-install:
 	install -D -m 0644 kbuild/99-flaxdev.rules /etc/udev/rules.d/99-flaxdev.rules
 	-udevadm control --reload-rules 2>/dev/null
+
+# /etc/default/flaxdev is the admin's once it exists: never overwritten.
+systemd-install:
+	install -D -m 0644 kbuild/systemd/flaxdev@.service /etc/systemd/system/flaxdev@.service
+	install -D -m 0644 kbuild/systemd/modules-load.conf /etc/modules-load.d/flaxdev.conf
+	install -D -m 0644 kbuild/systemd/modprobe.conf /etc/modprobe.d/flaxdev.conf
+	[ -e /etc/default/flaxdev ] || \
+		install -D -m 0644 kbuild/systemd/default.conf /etc/default/flaxdev
+	install -D -m 0644 README.md /usr/local/share/doc/flaxdev/README.md
+	install -d -m 0755 /var/lib/flaxdev/models
+	-systemctl daemon-reload 2>/dev/null
 
 clean:
 	-$(MAKE) -C kbuild clean KDIR=/usr/src/linux-headers-$(kver)

@@ -50,13 +50,21 @@ import pyflaxdev
 from pyflaxdev import models
 spec = models.get("digits")
 x, y = spec.heldout()
-with pyflaxdev.open() as dev:
-    model = dev.model("digits")
+with pyflaxdev.open_model("digits") as model:  # /dev/flax/digits
     top1 = np.array([model.infer(img).top for img in x])
 ref = spec.reference(x).argmax(axis=1)
 print(f"pyflaxdev accuracy: {np.mean(top1 == y):.4f}; in-process apply: {np.mean(ref == y):.4f}; "
       f"agreement {np.mean(top1 == ref):.4f}")
 PY
+
+echo
+echo "== the shell path: exec 3<>/dev/flax/digits; echo <64 numbers> >&3; cat <&3"
+ls -l /dev/flax/
+sh -c "exec 3<>/dev/flax/digits; head -n 1 '$out/heldout.txt' >&3; cat <&3"
+
+echo
+echo "== flaxdev list"
+flaxdev list
 
 echo
 echo "== flaxdev infer digits --heldout 3"

@@ -17,13 +17,14 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyflaxdev.commands import bench, infer, metrics, serve, sockserve, status, vm
+from pyflaxdev.commands import admin, bench, infer, metrics, serve, sockserve, status, vm
+from pyflaxdev.commands._common import LOG_TIME, progress
 from pyflaxdev.device import default_path
 from pyflaxdev.errors import FlaxError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (serve, infer, status, metrics, bench, sockserve, vm)
+COMMANDS = (serve, admin, infer, status, metrics, bench, sockserve, vm)
 
 
 def version_text() -> str:
@@ -42,7 +43,7 @@ def version_text() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="flaxdev", description="Serve and query Flax models through /dev/flax."
+        prog="flaxdev", description="Serve and query Flax models through /dev/flax/<model>."
     )
     parser.add_argument(
         "--device",
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="more logging (-vv: debug); tracebacks on errors",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--log-time",
+        action="store_true",
+        help="start each log line with the time and level ($FLAXDEV_LOG_TIME=1 too)",
+    )
     parser.add_argument(
         "--version", action="version", version=version_text(), help="print versions and exit"
     )
@@ -79,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_time:
+        LOG_TIME["on"] = True
     _setup_logging(args.verbose, args.quiet)
     try:
         code: int = args.run(args)
@@ -86,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlaxError as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"flaxdev: {exc}", file=sys.stderr)
+        progress(str(exc), "ERROR")
         return 1
     except KeyboardInterrupt:
         print("flaxdev: interrupted", file=sys.stderr)

@@ -12,13 +12,15 @@ Families (``flaxdev_`` prefix): ``requests_total``, ``completed_total``,
 jobs, counters); ``queued``, ``in_flight``, ``workers`` (gauges);
 ``request_duration_seconds`` (histogram of end-to-end latency, sysfs
 ``latency_hist``) and ``batch_size`` (histogram of jobs per FETCH, sysfs
-``batch_hist``).  A model whose file could not be read has no sample there.
+``batch_hist``), and ``model_version`` (a gauge: the version a repository
+model's ``flaxdev serve`` process serves, from its run state).  A model whose
+file could not be read has no sample there.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pyflaxdev.sysfs import ModelStatus
@@ -120,10 +122,23 @@ def _histogram(
     return lines
 
 
-def exposition(models: Iterable[ModelStatus]) -> str:
-    """The text exposition of every model's counters, ending with a newline."""
+def exposition(models: Iterable[ModelStatus], versions: Mapping[str, int] | None = None) -> str:
+    """The text exposition of every model's counters, ending with a newline.
+
+    ``versions`` maps models to the version their ``flaxdev serve`` process serves
+    (:mod:`pyflaxdev.runstate`): the gauge ``flaxdev_model_version``.
+    """
     models = list(models)
     lines: list[str] = []
+    if versions:
+        lines += [
+            "# HELP flaxdev_model_version Version its flaxdev serve process serves",
+            "# TYPE flaxdev_model_version gauge",
+        ]
+        lines += [
+            f'flaxdev_model_version{{model="{_label(name)}"}} {v}'
+            for name, v in sorted(versions.items())
+        ]
     for fam in _SCALARS:
         lines += [f"# HELP flaxdev_{fam.name} {fam.help}", f"# TYPE flaxdev_{fam.name} {fam.kind}"]
         for m in models:

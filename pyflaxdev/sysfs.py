@@ -2,10 +2,10 @@
 
 :func:`read_status` reads a model's directory into a typed
 :class:`ModelStatus` (specs, live settings, queue state, statistics with both
-histograms); :func:`set_setting` writes one setting (root only) and
-:func:`reset_stats` zeroes the statistics.  :func:`read_model` and
-:func:`models` give the raw strings.  Only the files named here are read:
-``input`` (write-only) and ``result`` (the shell path) are never touched.
+histograms); :func:`set_setting` writes one setting (the model's owner and
+root may) and :func:`reset_stats` zeroes the statistics.  :func:`read_model`
+and :func:`models` give the raw strings.  Only the files named here are read.
+docs/ABI/sysfs-flaxdev documents every file.
 """
 
 from __future__ import annotations
@@ -416,7 +416,9 @@ def _write_error(exc: OSError, path: Path, what: str) -> FlaxError:
     code = exc.errno or errno.EIO
     name = errno_name(code)
     if code in (errno.EACCES, errno.EPERM):
-        return PermissionDenied(f"{what}: {path} is writable by root only ({name})", code)
+        return PermissionDenied(
+            f"{what}: {path} is writable by the model's owner and root only ({name})", code
+        )
     if code == errno.ENOENT:
         return ModelNotFound(f"{what}: {path} does not exist ({name})", code)
     if code in (errno.EINVAL, errno.E2BIG, errno.ERANGE):
@@ -431,7 +433,7 @@ def set_setting(
     *,
     root: Path | None = None,
 ) -> None:
-    """Write one live setting of model ``name`` (root only).
+    """Write one live setting of model ``name`` (its owner and root may).
 
     ``key`` is one of :data:`SETTINGS` or ``labels``: ``topk``, ``timeout_ms``,
     ``max_batch``, ``max_queue_delay_us``, ``max_queue`` take an int,
@@ -449,5 +451,22 @@ def set_setting(
 
 
 def reset_stats(name: str, *, root: Path | None = None) -> None:
-    """Zero model ``name``'s statistics (root only): writes 0 to ``requests``."""
+    """Zero model ``name``'s statistics (its owner and root may): writes 0 to ``requests``."""
     _write(model_dir(name, root) / "requests", b"0\n", f"resetting statistics of model {name!r}")
+
+
+def read_state(name: str, *, root: Path | None = None) -> str:
+    """Model ``name``'s ``state``: ``running``, ``draining`` or ``drained``."""
+    path = model_dir(name, root) / "state"
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise _write_error(exc, path, f"reading the state of model {name!r}") from None
+
+
+def set_state(name: str, state: str, *, root: Path | None = None) -> None:
+    """Write model ``name``'s ``state``: ``drain`` (new requests fail with EAGAIN, those
+    under way finish) or ``run`` (its owner and root may)."""
+    if state not in ("drain", "run"):
+        raise InvalidArgument(f"state takes drain or run, not {state!r}")
+    _write(model_dir(name, root) / "state", f"{state}\n".encode(), f"{state} model {name!r}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -30,9 +32,12 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def zoo_spec(name: str, *, required: bool = True) -> Any:
-    """The shipped model ``name`` (a ModelSpec), or None when not required and unknown."""
-    from pyflaxdev import models
+    """The shipped model ``name``, or the model of a repository directory ``name``
+    (a ModelSpec; see :mod:`pyflaxdev.repository`), or None when not required and unknown."""
+    from pyflaxdev import models, repository
 
+    if repository.is_entry(name):
+        return repository.load(name)
     try:
         return models.get(name)
     except ModelNotFound:
@@ -41,9 +46,18 @@ def zoo_spec(name: str, *, required: bool = True) -> Any:
         return None
 
 
-def progress(message: str) -> None:
-    """Print a progress line to stderr."""
-    print(f"flaxdev: {message}", file=sys.stderr, flush=True)
+#: ``--log-time`` (or ``$FLAXDEV_LOG_TIME=1``): progress lines start with the time and level.
+LOG_TIME = {"on": os.environ.get("FLAXDEV_LOG_TIME") == "1"}
+
+
+def progress(message: str, level: str = "INFO") -> None:
+    """Print a progress line to stderr (with time and level under ``--log-time``)."""
+    stamp = ""
+    if LOG_TIME["on"]:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+        stamp += f".{int(now % 1 * 1000):03d} {level} "
+    print(f"{stamp}flaxdev: {message}", file=sys.stderr, flush=True)
 
 
 def check_positive(value: int, what: str) -> None:
@@ -52,8 +66,14 @@ def check_positive(value: int, what: str) -> None:
         raise InvalidArgument(f"{what} must be at least 1, got {value}")
 
 
-def run_until_signal(work: Callable[[], object], stop: Callable[[], object], name: str) -> None:
-    """Run ``work()`` in a thread named ``name`` until it returns; SIGINT/SIGTERM call ``stop()``.
+def run_until_signal(
+    work: Callable[[], object],
+    stop: Callable[[], object],
+    name: str,
+    reload: Callable[[], object] | None = None,
+) -> None:
+    """Run ``work()`` in a thread named ``name`` until it returns; SIGINT/SIGTERM call
+    ``stop()``, SIGHUP ``reload()`` if given.
 
     The thread blocks asynchronous signals, so that only this (main) thread
     gets them and ``work`` is never interrupted half-way; the main thread
@@ -72,10 +92,15 @@ def run_until_signal(work: Callable[[], object], stop: Callable[[], object], nam
             errors.append(exc)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP and reload is not None:
+            progress("SIGHUP: reloading")
+            reload()
+            return
         progress(f"{signal.Signals(signum).name}: stopping")
         stop()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if reload is not None else [])
+    previous = {s: signal.signal(s, on_signal) for s in signals}
     try:
         thread = threading.Thread(target=body, name=name)
         thread.start()

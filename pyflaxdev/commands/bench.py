@@ -41,6 +41,7 @@ from typing import Any
 from pyflaxdev.bench import TRANSPORTS, SuiteConfig, run_suite
 from pyflaxdev.bench.report import format_report, ratios, warnings
 from pyflaxdev.commands._common import doc, int_list, progress, zoo_spec
+from pyflaxdev.errors import InvalidArgument
 
 
 def _str_list(text: str) -> tuple[str, ...]:
@@ -175,6 +176,13 @@ def _host() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the sweep, print the report, draw the plot."""
     config = config_from(args)
+    if args.plot:  # before a run of minutes, not after it
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise InvalidArgument(
+                "--plot needs matplotlib: pip install 'pyflaxdev[bench]' (or drop --plot)"
+            )
     result = run_suite(config, progress)
     if args.plot:
         from pyflaxdev.bench.plot import plot

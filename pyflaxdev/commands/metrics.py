@@ -15,8 +15,9 @@ import tempfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from pyflaxdev import metrics, sysfs
+from pyflaxdev import metrics, runstate, sysfs
 from pyflaxdev.commands._common import doc
+from pyflaxdev.errors import FlaxError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _text() -> str:
-    return metrics.exposition(sysfs.read_all())
+    models = sysfs.read_all()
+    versions = {}
+    for m in models:
+        try:
+            versions[m.name] = runstate.read(m.name).version
+        except FlaxError:  # no serving process, or a stale state file
+            continue
+    return metrics.exposition(models, versions)
 
 
 def write_textfile(path: str) -> None:

@@ -1,5 +1,11 @@
 """``flaxdev serve MODEL``: run a worker for a shipped model until SIGINT/SIGTERM.
 
+MODEL is a shipped model's name or a model repository's directory (``DIR/NAME``
+holding a ``config.toml`` and numbered versions, see :mod:`pyflaxdev.repository`):
+a Linen or NNX module of your own, served as a shipped one is.  With
+``--create``, ``--owner``, ``--group`` and ``--mode`` give the model's node
+(``/dev/flax/<name>``) its owner, group and mode (default: yours, 0600).
+
 With ``--create`` the device model is created from the shipped description if
 it does not exist, with the shipped labels (digits: zero to nine) or those of
 ``--labels FILE`` (one per line; also uploaded to an existing model) and the
@@ -38,12 +44,21 @@ slots shrinks L-fold on any backend.  Clients see the same results.
 from __future__ import annotations
 
 import argparse
+import grp
+import pwd
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
+from pyflaxdev import repository
 from pyflaxdev.accel import configure_allocator
 from pyflaxdev.commands._common import (
+    LOG_TIME,
     check_positive,
     doc,
     int_list,
@@ -54,6 +69,8 @@ from pyflaxdev.commands._common import (
 from pyflaxdev.device import Device
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
 from pyflaxdev.labels import decode_labels
+from pyflaxdev.repository import CONFIG
+from pyflaxdev.rollout import Rollout
 from pyflaxdev.runner import DEFAULT_BATCH_SIZES
 from pyflaxdev.spec import ModelInfo
 from pyflaxdev.worker import WorkerStats, serve
@@ -66,9 +83,24 @@ READY_MARK = "worker ready"
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``serve``."""
-    p = sub.add_parser("serve", help="serve a shipped model (worker)", description=doc(__doc__))
-    p.add_argument("model", metavar="MODEL", help="shipped model (e.g. digits)")
-    p.add_argument("--name", help="device model name (default: MODEL)")
+    p = sub.add_parser(
+        "serve", help="serve a shipped or repository model (worker)", description=doc(__doc__)
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        help="shipped model (e.g. digits), or a model repository's directory (DIR/NAME, with"
+        " its config.toml: see pyflaxdev.repository)",
+    )
+    p.add_argument(
+        "--repo",
+        metavar="DIR",
+        type=Path,
+        help="serve every model of repository DIR, one worker process each (instead of MODEL;"
+        " --create, --watch-s and --log-time go to each)",
+    )
+    p.add_argument("--name", help="device model name (default: the model's)")
     p.add_argument("--create", action="store_true", help="create the device model if missing")
     p.add_argument("--nslots", type=int, default=64, help="slots, with --create (default 64)")
     p.add_argument(
@@ -166,6 +198,36 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         " (default auto: 1 when the chain starts with mean_pool)",
     )
     p.add_argument(
+        "--owner",
+        type=user_id,
+        metavar="USER",
+        help="with --create: the model's owner, a name or uid (default: you); another"
+        " user takes CAP_CHOWN",
+    )
+    p.add_argument(
+        "--group",
+        type=group_id,
+        metavar="GROUP",
+        help="with --create: the group of the model's node, a name or gid (default: your"
+        " group); one you are not in takes CAP_CHOWN",
+    )
+    p.add_argument(
+        "--mode",
+        type=node_mode,
+        default=0,
+        metavar="MODE",
+        help="with --create: the octal mode of /dev/flax/<name> (default 0600: the owner"
+        " only; 0660 lets the group run it)",
+    )
+    p.add_argument(
+        "--watch-s",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="a repository entry: look for a new version every S seconds and switch to it"
+        " without downtime (0: only on SIGHUP or flaxdev reload; default 5)",
+    )
+    p.add_argument(
         "--pipeline-depth",
         type=int,
         choices=(1, 2),
@@ -174,6 +236,47 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         " dispatched while the current one computes)",
     )
     p.set_defaults(run=run)
+
+
+def user_id(text: str) -> int:
+    """``--owner``: a user name or a numeric uid."""
+    return _ident(text, lambda n: pwd.getpwnam(n).pw_uid, "user")
+
+
+def group_id(text: str) -> int:
+    """``--group``: a group name or a numeric gid."""
+    return _ident(text, lambda n: grp.getgrnam(n).gr_gid, "group")
+
+
+def _ident(text: str, lookup: Callable[[str], int], what: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        return lookup(text)
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no {what} {text!r}") from None
+
+
+def node_args(args: argparse.Namespace, spec: ModelSpec) -> dict[str, Any]:
+    """``owner``, ``group`` and ``mode`` for creating ``spec``: the options, else a
+    repository entry's ``[node]``."""
+    node = spec.metadata.get("node", {})
+    return {
+        "owner": args.owner if args.owner is not None else node.get("owner"),
+        "group": args.group if args.group is not None else node.get("group"),
+        "mode": args.mode or node.get("mode", 0),
+    }
+
+
+def node_mode(text: str) -> int:
+    """``--mode``: octal permission bits, at most 0777."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode {text} is past 0777")
+    return mode
 
 
 def worker_post(choice: str, post: tuple[str, ...]) -> int:
@@ -222,12 +325,14 @@ def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -
             labels=labels,
             exist_ok=True,
             worker_post=worker_post(args.worker_post, spec.post),
+            **node_args(args, spec),
         )
         info = model.info
         progress(
             f"created model {name!r} (id {info.id}, {info.nslots} slots, max_batch"
             f" {info.max_batch}, max_queue_delay_us {info.max_queue_delay_us},"
-            f" worker_post {info.worker_post})"
+            f" worker_post {info.worker_post}; node uid {info.owner_uid} gid"
+            f" {info.owner_gid} mode {info.node_mode:04o})"
         )
     else:
         if labels is not None:
@@ -237,13 +342,64 @@ def prepare(dev: Device, args: argparse.Namespace, spec: ModelSpec, name: str) -
                 f"model {name!r} exists: --max-batch, --max-queue-delay-us and --max-queue"
                 " apply only with --create (write them in sysfs instead)"
             )
+        if args.owner is not None or args.group is not None or args.mode:
+            progress(
+                f"model {name!r} exists: --owner, --group and --mode apply only with"
+                " --create (chmod or chgrp its node to change who may open it)"
+            )
     if labels is not None:
         progress(f"model {name!r}: {len(labels)} labels from {args.labels}")
     return model.info
 
 
+def run_repository(args: argparse.Namespace) -> int:
+    """``--repo DIR``: one ``flaxdev serve DIR/NAME`` child per entry, supervised here.
+
+    SIGHUP goes to every child (each reloads its entry), SIGINT and SIGTERM stop
+    them; the exit status is the worst of theirs.
+    """
+    entries = repository.entries(args.repo)
+    if not entries:
+        raise ModelNotFound(f"model repository {args.repo} has no entry (a DIR/NAME/{CONFIG})")
+    common = [sys.executable, "-m", "pyflaxdev"]
+    if args.device:
+        common += ["--device", args.device]
+    if LOG_TIME["on"]:
+        common.append("--log-time")
+    children = {}
+    for entry in entries:
+        cmd = [*common, "serve", str(entry), "--watch-s", str(args.watch_s)]
+        cmd += ["--create"] if args.create else []
+        children[entry.name] = subprocess.Popen(cmd)
+        progress(f"repository {args.repo}: serving {entry.name} (pid {children[entry.name].pid})")
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {
+        s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        codes = {name: child.wait() for name, child in children.items()}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    for name, code in codes.items():
+        if code:
+            progress(f"repository {args.repo}: {name} exited with status {code}", "ERROR")
+    return max(codes.values(), default=0)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal or the model's destruction."""
+    if args.repo is not None:
+        if args.model is not None:
+            raise InvalidArgument("give MODEL or --repo DIR, not both")
+        return run_repository(args)
+    if args.model is None:
+        raise InvalidArgument("give a MODEL to serve, or --repo DIR")
     configure_allocator()  # before anything starts a JAX backend
     spec = zoo_spec(args.model).at_length(args.max_len)
     name = args.name or spec.name
@@ -255,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
             spec = spec.at_length(info.input.shape[-1])
         if info.input != spec.input or info.output != spec.output:
             raise InvalidArgument(
-                f"device model {name!r} is {info.input} -> {info.output}, but shipped"
+                f"device model {name!r} is {info.input} -> {info.output}, but"
                 f" {spec.name!r} is {spec.input} -> {spec.output}"
             )
     at = f", length buckets {list(buckets)} up to {spec.input.shape[-1]}" if buckets else ""
@@ -263,20 +419,30 @@ def run(args: argparse.Namespace) -> int:
         progress(f"{spec.name!r} is the identity model: serving by copy, nothing to compile")
     else:
         progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}{at}")
-    stop = threading.Event()
-    stats = WorkerStats()
+    first = True
 
     def ready() -> None:
+        nonlocal first
+        if not first:
+            return
+        first = False
         cap = "none" if args.max_wait_us is None else f"{args.max_wait_us} µs"
         progress(
             f"{READY_MARK}: model {name!r}, batch sizes {list(sizes)},"
             f" max_queue_delay_us {info.max_queue_delay_us}, worker wait cap {cap}"
         )
 
-    def work() -> None:
-        serve(
-            spec.module,
-            spec.params,
+    def start(s: ModelSpec, stop: threading.Event, attached: Callable[[], None]) -> WorkerStats:
+        if "version" in s.metadata:
+            progress(f"model {name!r}: version {s.metadata['version']} compiling")
+
+        def on_ready() -> None:
+            ready()
+            attached()
+
+        return serve(
+            s.module,
+            s.params,
             model=name,
             device=args.device,
             batch_sizes=sizes,
@@ -284,18 +450,38 @@ def run(args: argparse.Namespace) -> int:
             max_wait_us=args.max_wait_us,
             fetch_timeout_ms=args.fetch_timeout_ms,
             stop=stop,
-            ready=ready,
-            stats=stats,
-            identity=spec.identity,
+            ready=on_ready,
+            identity=s.identity,
             jax_device=args.jax_device,
             devices=args.devices,
             pipeline_depth=args.pipeline_depth,
         )
 
-    run_until_signal(work, stop.set, "flaxdev-worker")
-    sizes_seen = ", ".join(f"{b}×{n}" for b, n in sorted(stats.batch_sizes.items()))
-    progress(
-        f"served {stats.jobs} jobs in {stats.batches} batches ({sizes_seen or 'none'}),"
-        f" {stats.failed_jobs} failed"
+    entry = spec.metadata.get("repository")
+
+    def set_labels(s: ModelSpec) -> None:
+        if args.labels is None and s.labels:
+            with Device(args.device) as dev:
+                dev.set_labels(name, s.labels)
+
+    rollout = Rollout(
+        name,
+        info,
+        start,
+        (lambda: repository.load(entry)) if entry else None,
+        progress,
+        watch_s=args.watch_s if entry else 0.0,
+        latest=(lambda: repository.latest_version(entry)) if entry else None,
+        apply_labels=set_labels,
     )
+    run_until_signal(
+        lambda: rollout.run(spec), rollout.request_stop, "flaxdev-rollout", rollout.request_reload
+    )
+    for version, stats in rollout.served:
+        sizes_seen = ", ".join(f"{b}×{n}" for b, n in sorted(stats.batch_sizes.items()))
+        which = f"version {version}: " if entry else ""
+        progress(
+            f"{which}served {stats.jobs} jobs in {stats.batches} batches"
+            f" ({sizes_seen or 'none'}), {stats.failed_jobs} failed"
+        )
     return 0

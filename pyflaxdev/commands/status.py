@@ -1,7 +1,7 @@
 """``flaxdev status``: every model in sysfs (``/sys/class/misc/flax/models``) as tables.
 
 Three tables, one row per model: what it is and what it has done
-(requests, completed, errors, timeouts), its live settings (writable by root
+(requests, completed, errors, timeouts), its live settings (writable by its owner
 in sysfs: topk, threshold, timeout_ms, max_batch, max_queue_delay_us,
 max_queue), and its timing (mean batch size and mean times per request).
 ``--hist`` adds the batch-size and latency histograms.  A value that could

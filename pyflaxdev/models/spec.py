@@ -193,6 +193,9 @@ class ModelSpec:
         labels: Sequence[str] | None = None,
         exist_ok: bool = False,
         worker_post: int = 0,
+        owner: int | None = None,
+        group: int | None = None,
+        mode: int = 0,
     ) -> Model:
         """Create this model on ``device`` (as ``name``, default the spec's name).
 
@@ -200,7 +203,9 @@ class ModelSpec:
         spec's labels are uploaded unless ``labels`` is given (``()``: none),
         and a text model's vocabulary (kept if the model already had one).
         ``timeout_ms`` 0 takes the spec's default; ``worker_post`` 1 has the
-        worker mean-pool (a chain starting with ``mean_pool``).
+        worker mean-pool (a chain starting with ``mean_pool``).  ``owner``,
+        ``group`` and ``mode`` are the model node's (see
+        :meth:`~pyflaxdev.Device.create_model`).
         """
         model = device.create_model(
             name or self.name,
@@ -220,6 +225,9 @@ class ModelSpec:
             tokenize=self.tokenize,
             text_max=self.text_max,
             worker_post=worker_post,
+            owner=owner,
+            group=group,
+            mode=mode,
         )
         if self.load_vocab is not None:
             from pyflaxdev.errors import FlaxError

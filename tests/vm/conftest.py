@@ -69,9 +69,10 @@ def _model_dir(name: str) -> Path:
 class WorkerProcess:
     """``flaxdev serve`` in a child process, so that tests can kill it."""
 
-    def __init__(self, model: str, *args: str) -> None:
-        self.model = model
-        self.log = OUT / f"worker-{model}-{time.monotonic_ns()}.log"
+    def __init__(self, model: str, *args: str, name: str | None = None) -> None:
+        """``flaxdev serve model *args``; ``name``: the device model's (default ``model``)."""
+        self.model = name or model
+        self.log = OUT / f"worker-{self.model.replace('/', '_')}-{time.monotonic_ns()}.log"
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyflaxdev", "serve", model, *args],
@@ -79,9 +80,12 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, workers: int = 1, timeout: float = WORKER_START_S) -> None:
+    def wait_ready(
+        self, workers: int = 1, timeout: float = WORKER_START_S, *, model: str | None = None
+    ) -> None:
+        """Wait until ``model`` (default the one served) has ``workers`` attached."""
         deadline = time.monotonic() + timeout
-        path = _model_dir(self.model) / "workers"
+        path = _model_dir(model or self.model) / "workers"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(

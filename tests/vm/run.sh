@@ -14,12 +14,14 @@ echo "=== C selftests ($selftest all)"
 
 ignore=(--ignore=tests/vm/lifecycle)
 # The long tests exercise models and load more than the kernel: MiniLM, the
-# patches CNN, the stress run and the bench sweep.
+# patches CNN, the stress run, the bench sweep, a version switch under load
+# and the README's repository example (training included).
 if [ "${FLAX_VM_LONG:-1}" != 1 ]; then
-	echo "=== NOT RUN here: tests/vm/test_minilm.py tests/vm/test_patches.py tests/vm/test_stress.py test_bench.py::test_bench_sweep_over_three_transports (FLAX_VM_LONG=0; make test runs them on its first kernel series)"
+	echo "=== NOT RUN here: tests/vm/test_minilm.py tests/vm/test_patches.py tests/vm/test_stress.py tests/vm/test_rollout.py test_bench.py::test_bench_sweep_over_three_transports test_repository.py::test_the_readme_example_serves_iris (FLAX_VM_LONG=0; make test runs them on its first kernel series)"
 	ignore+=(--ignore=tests/vm/test_minilm.py --ignore=tests/vm/test_patches.py
-		--ignore=tests/vm/test_stress.py
-		--deselect=tests/vm/test_bench.py::test_bench_sweep_over_three_transports)
+		--ignore=tests/vm/test_stress.py --ignore=tests/vm/test_rollout.py
+		--deselect=tests/vm/test_bench.py::test_bench_sweep_over_three_transports
+		--deselect=tests/vm/test_repository.py::test_the_readme_example_serves_iris)
 fi
 
 echo "=== pytest tests/vm"

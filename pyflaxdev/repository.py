@@ -1,0 +1,362 @@
+"""A model repository: one directory per model, a ``config.toml`` and numbered versions.
+
+::
+
+    repo/
+      iris/
+        config.toml
+        model.py              # module = "model.py:make", or "pkg.mod:make" on sys.path
+        labels.txt
+        1/params.msgpack
+        2/params.msgpack      # the highest version is served unless config pins one
+
+``config.toml`` (read with the standard library's ``tomllib``)::
+
+    module = "model.py:make"  # a callable returning a Flax Linen or NNX module
+    post = ["softmax", "topk"]
+    topk = 3
+    labels = "labels.txt"     # one class name per line, relative to the model's directory
+
+    [input]
+    shape = [4]
+    dtype = "float32"
+
+    [output]
+    shape = [3]
+
+    [normalize]               # optional: float32 (x * scale - mean[c]) / std[c]
+    scale = 1.0
+    mean = [5.8, 3.0, 3.8, 1.2]
+    std = [0.8, 0.4, 1.8, 0.8]
+
+    [serving]                 # optional
+    batch_sizes = [1, 8, 32]
+    timeout_ms = 5000
+    version = 2               # default: the highest numbered directory
+
+    [node]                    # optional: /dev/flax/<name> when flaxdev serve --create makes it
+    owner = "alice"           # a user name or uid (default: whoever creates it)
+    group = "flax"            # a group name or gid
+    mode = "0660"             # octal (default 0600)
+
+The parameters of a version are ``<N>/params.msgpack``: Flax's msgpack
+(:func:`save_version` writes it) of the variables a Linen module's ``apply``
+takes (``{"params": ...}``), or of an NNX module's state as a pure dict
+(``nnx.to_pure_dict(nnx.state(module))``), restored into the state of the module
+the factory returns (``nnx.split``/``nnx.merge``).  :func:`load` turns an entry
+into the :class:`~pyflaxdev.models.ModelSpec` that ``flaxdev serve`` serves,
+as it serves a shipped model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
+
+from pyflaxdev.errors import InvalidArgument, ModelNotFound
+from pyflaxdev.labels import decode_labels
+from pyflaxdev.models.spec import ModelSpec
+from pyflaxdev.spec import Normalization, TensorSpec
+
+__all__ = [
+    "CONFIG",
+    "PARAMS",
+    "entries",
+    "is_entry",
+    "latest_version",
+    "load",
+    "save_version",
+    "versions",
+]
+
+CONFIG = "config.toml"
+PARAMS = "params.msgpack"
+
+_TOP_KEYS = {"name", "module", "post", "topk", "threshold", "labels", "input", "output"}
+_TOP_KEYS |= {"normalize", "serving", "node"}
+_TABLE_KEYS: dict[str, set[str]] = {
+    "input": {"shape", "dtype"},
+    "output": {"shape"},
+    "normalize": {"scale", "mean", "std", "channel_first", "clamp"},
+    "serving": {"batch_sizes", "timeout_ms", "version"},
+    "node": {"owner", "group", "mode"},
+}
+
+
+def is_entry(path: str | Path) -> bool:
+    """Whether ``path`` is a model's directory (it holds a ``config.toml``)."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def entries(repo: str | Path) -> list[Path]:
+    """The model directories of repository ``repo``, by name."""
+    root = Path(repo)
+    if not root.is_dir():
+        raise ModelNotFound(f"model repository {root} is not a directory")
+    return sorted(p for p in root.iterdir() if is_entry(p))
+
+
+def versions(entry: str | Path) -> list[int]:
+    """The versions of a model's directory: its numbered subdirectories with parameters."""
+    return sorted(
+        int(p.name) for p in Path(entry).iterdir() if p.name.isdigit() and (p / PARAMS).is_file()
+    )
+
+
+def latest_version(entry: str | Path) -> int:
+    """The version :func:`load` would serve now (the config's pin, else the highest),
+    without importing the model: cheap enough to poll."""
+    entry = Path(entry)
+    pinned = _read_config(entry).get("serving", {}).get("version")
+    known = versions(entry)
+    if pinned is not None:
+        return int(pinned)
+    if not known:
+        raise ModelNotFound(f"{entry}: no version (a numbered directory with {PARAMS})")
+    return known[-1]
+
+
+def _where(entry: Path, key: str) -> str:
+    return f"{entry / CONFIG}: {key}"
+
+
+def _check_keys(entry: Path, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        keys = ", ".join(repr(k) for k in unknown)
+        raise InvalidArgument(
+            f"{entry / CONFIG}: unknown key{'s' if len(unknown) > 1 else ''} {keys} in"
+            f" {where}; known: {', '.join(sorted(allowed))}"
+        )
+
+
+def _ints(entry: Path, value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise InvalidArgument(f"{_where(entry, key)} must be a list of integers, not {value!r}")
+    return tuple(value)
+
+
+def _read_config(entry: Path) -> dict[str, Any]:
+    try:
+        with (entry / CONFIG).open("rb") as f:
+            config = tomllib.load(f)
+    except FileNotFoundError:
+        raise ModelNotFound(f"{entry} is not a model's directory: no {CONFIG}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"{entry / CONFIG}: {exc}") from None
+    _check_keys(entry, config, _TOP_KEYS, "the top level")
+    for table, allowed in _TABLE_KEYS.items():
+        if table in config:
+            if not isinstance(config[table], dict):
+                raise InvalidArgument(f"{_where(entry, table)} must be a table ([{table}])")
+            _check_keys(entry, config[table], allowed, f"[{table}]")
+    for key in ("module", "input", "output"):
+        if key not in config:
+            raise InvalidArgument(f"{entry / CONFIG}: {key!r} is missing")
+    return config
+
+
+def _node(entry: Path, node: Mapping[str, Any]) -> dict[str, int]:
+    """``[node]``: owner and group as ids, mode as bits."""
+    out: dict[str, int] = {}
+    for key, lookup in (("owner", _uid), ("group", _gid)):
+        if key in node:
+            value = node[key]
+            try:
+                out[key] = value if isinstance(value, int) else lookup(str(value))
+            except KeyError:
+                raise InvalidArgument(
+                    f"{_where(entry, 'node.' + key)}: no {key} {value!r}"
+                ) from None
+    if "mode" in node:
+        try:
+            mode = int(str(node["mode"]), 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise InvalidArgument(f"{_where(entry, 'node.mode')} must be octal, 0 to 0777")
+        out["mode"] = mode
+    return out
+
+
+def _uid(name: str) -> int:
+    import pwd
+
+    return int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+
+
+def _gid(name: str) -> int:
+    import grp
+
+    return int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
+
+
+def _import_factory(entry: Path, ref: str) -> Callable[[], Any]:
+    """``"file.py:fn"`` (beside the config) or ``"pkg.mod:fn"`` (importable)."""
+    path, sep, attr = ref.rpartition(":")
+    if not sep or not path or not attr:
+        raise InvalidArgument(f"{_where(entry, 'module')} must be 'file.py:fn' or 'pkg.mod:fn'")
+    if path.endswith(".py"):
+        file = entry / path
+        name = f"_flaxdev_repo_{entry.name}_{file.stem}".replace("-", "_").replace(".", "_")
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None or not file.is_file():
+            raise InvalidArgument(f"{_where(entry, 'module')}: no file {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(path)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InvalidArgument(f"{_where(entry, 'module')}: {path} has no callable {attr!r}")
+    return factory  # type: ignore[no-any-return]
+
+
+class NnxApply:
+    """``apply(state, x)`` of an NNX module: merge its graph with ``state`` and call it."""
+
+    def __init__(self, graphdef: Any) -> None:
+        self.graphdef = graphdef
+
+    def apply(self, state: Any, x: Any) -> Any:
+        """The module's ``__call__(x)`` with ``state`` as its variables."""
+        from flax import nnx
+
+        return nnx.merge(self.graphdef, state)(x)
+
+
+class _Loaded:
+    """The factory's module, built once: what to serve and how to restore parameters."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        from flax import nnx
+
+        module = factory()
+        self.template: Any = None
+        self.apply: Any = module
+        self.nnx = isinstance(module, nnx.Module)
+        if self.nnx:
+            graphdef, self.template = nnx.split(module)
+            self.apply = NnxApply(graphdef)
+        elif not callable(getattr(module, "apply", None)):
+            raise InvalidArgument(f"the model factory returned {module!r}, not a Flax module")
+
+    def restore(self, data: bytes) -> Any:
+        from flax import nnx, serialization
+
+        tree = serialization.msgpack_restore(data)
+        if not self.nnx:
+            return tree
+        state = self.template
+        nnx.replace_by_pure_dict(state, tree)
+        return state
+
+
+def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
+    """The model of directory ``entry`` as a :class:`ModelSpec` (its module and
+    parameters load when first used); ``version`` overrides the config's."""
+    entry = Path(entry).resolve()
+    config = _read_config(entry)
+    name = str(config.get("name", entry.name))
+    serving = config.get("serving", {})
+    known = versions(entry)
+    if not known:
+        raise ModelNotFound(f"{entry}: no version (a numbered directory with {PARAMS})")
+    chosen = version if version is not None else serving.get("version", known[-1])
+    if chosen not in known:
+        raise ModelNotFound(f"{entry}: no version {chosen}; there are {known}")
+    try:
+        input_spec = TensorSpec.of(
+            _ints(entry, config["input"].get("shape"), "input.shape"),
+            config["input"].get("dtype", "float32"),
+        )
+    except TypeError as exc:
+        raise InvalidArgument(f"{_where(entry, 'input.dtype')}: {exc}") from None
+    output_spec = TensorSpec.of(_ints(entry, config["output"].get("shape"), "output.shape"), "f4")
+    norm = None
+    if "normalize" in config:
+        n = config["normalize"]
+        norm = Normalization.of((float(n.get("scale", 1.0)), n["mean"], n["std"]))
+        clamp = tuple(n["clamp"]) if "clamp" in n else None
+        norm = replace(norm, channel_first=bool(n.get("channel_first", False)), clamp=clamp)
+    labels: tuple[str, ...] = ()
+    if "labels" in config:
+        try:
+            raw = (entry / str(config["labels"])).read_bytes()
+        except OSError as exc:
+            raise InvalidArgument(f"{_where(entry, 'labels')}: {exc.strerror}") from None
+        labels = decode_labels(raw.rstrip(b"\n") + b"\n" if raw.strip() else b"")
+    factory = _import_factory(entry, str(config["module"]))
+    params_path = entry / str(chosen) / PARAMS
+    loaded: list[_Loaded] = []
+
+    def built() -> _Loaded:
+        if not loaded:
+            loaded.append(_Loaded(factory))
+        return loaded[0]
+
+    def no_heldout() -> Any:
+        raise InvalidArgument(f"model {name!r} from {entry} has no held-out data")
+
+    sizes = serving.get("batch_sizes")
+    return ModelSpec(
+        name=name,
+        input=input_spec,
+        output=output_spec,
+        normalize=norm,
+        post=tuple(config.get("post", ())),
+        topk=int(config.get("topk", 0)),
+        labels=labels,
+        make_module=lambda: built().apply,
+        load_params=lambda: built().restore(params_path.read_bytes()),
+        load_heldout=no_heldout,
+        metadata={
+            "repository": str(entry),
+            "version": chosen,
+            "versions": known,
+            "node": _node(entry, config.get("node", {})),
+        },
+        batch_sizes=_ints(entry, sizes, "serving.batch_sizes") if sizes is not None else None,
+        timeout_ms=int(serving.get("timeout_ms", 0)),
+    )
+
+
+def save_version(entry: str | Path, version: int, variables: Any) -> Path:
+    """Write version ``version`` of a model's directory: ``variables`` (a Linen
+    module's variables, or an NNX module, whose state is saved) as Flax msgpack."""
+    from flax import nnx, serialization
+
+    if version < 1:
+        raise InvalidArgument(f"versions are numbered from 1, not {version}")
+    if isinstance(variables, nnx.Module):
+        tree = nnx.to_pure_dict(nnx.state(variables))
+    else:
+        tree = variables
+    tree = _numpy(tree)
+    path = Path(entry) / str(version) / PARAMS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(serialization.msgpack_serialize(tree))
+    tmp.replace(path)  # a version appears whole or not at all
+    return path
+
+
+def _numpy(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {str(k): _numpy(v) for k, v in tree.items()}
+    return np.asarray(tree)

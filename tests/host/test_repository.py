@@ -1,0 +1,158 @@
+"""Model repositories (pyflaxdev.repository): Linen and NNX entries, versions, bad configs.
+
+The reference is the module's own ``apply`` (Linen) or ``__call__`` (NNX) in
+process, on the parameters the test saved.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pyflaxdev import repository
+from pyflaxdev.commands._common import zoo_spec
+from pyflaxdev.errors import InvalidArgument, ModelNotFound
+
+# The modules every entry holds, as model.py.
+MODEL_PY = (Path(__file__).resolve().parents[1] / "data" / "repo_models.py").read_text()
+
+CONFIG = """
+module = "model.py:{factory}"
+post = ["softmax", "topk"]
+topk = 2
+labels = "labels.txt"
+
+[input]
+shape = [4]
+dtype = "float32"
+
+[output]
+shape = [{out}]
+
+[normalize]
+scale = 1.0
+mean = [5.8, 3.0, 3.8, 1.2]
+std = [0.8, 0.4, 1.8, 0.8]
+
+[serving]
+batch_sizes = [1, 4]
+"""
+
+
+def _entry(root: Path, name: str, factory: str, out: int) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "model.py").write_text(MODEL_PY)
+    (d / "config.toml").write_text(CONFIG.format(factory=factory, out=out))
+    (d / "labels.txt").write_text("setosa\nversicolor\nvirginica\n")
+    return d
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    from flax import nnx
+
+    root = tmp_path / "repo"
+    lin = _entry(root, "iris-linen", "linen", 3)
+    mod_spec = importlib.util.spec_from_file_location("_test_model", lin / "model.py")
+    assert mod_spec is not None and mod_spec.loader is not None
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    for v, seed in ((1, 1), (2, 2)):
+        variables = mod.Linen().init(jax.random.PRNGKey(seed), jnp.zeros((1, 4)))
+        repository.save_version(lin, v, variables)
+    nx = _entry(root, "iris-nnx", "make_nnx", 5)
+    repository.save_version(nx, 1, mod.Nnx(nnx.Rngs(7)))
+    (root / "not-a-model").mkdir()
+    return root
+
+
+def test_entries_and_versions(repo: Path) -> None:
+    assert [p.name for p in repository.entries(repo)] == ["iris-linen", "iris-nnx"]
+    assert repository.versions(repo / "iris-linen") == [1, 2]
+    assert repository.versions(repo / "iris-nnx") == [1]
+
+
+def test_linen_entry_serves_its_latest_version(repo: Path) -> None:
+    spec = zoo_spec(str(repo / "iris-linen"))
+    assert spec.name == "iris-linen" and spec.metadata["version"] == 2
+    assert spec.labels == ("setosa", "versicolor", "virginica")
+    assert spec.post == ("softmax", "topk") and spec.topk == 2
+    assert spec.batch_sizes == (1, 4)
+    x = np.array([[6.1, 2.8, 4.7, 1.2], [5.0, 3.4, 1.5, 0.2]], np.float32)
+    mod = spec.module
+    want = np.asarray(mod.apply(spec.params, (x - spec.normalize.mean) / spec.normalize.std))
+    np.testing.assert_allclose(spec.reference(x), want, rtol=1e-6, atol=1e-6)
+    v1 = repository.load(repo / "iris-linen", version=1)
+    assert not np.allclose(v1.reference(x), spec.reference(x))
+
+
+def test_nnx_entry_merges_its_state(repo: Path) -> None:
+    from flax import nnx
+
+    spec = repository.load(repo / "iris-nnx")
+    x = np.array([[6.1, 2.8, 4.7, 1.2]], np.float32)
+    mod_spec = importlib.util.spec_from_file_location("_t2", repo / "iris-nnx" / "model.py")
+    assert mod_spec is not None and mod_spec.loader is not None
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    direct = mod.Nnx(nnx.Rngs(7))
+    want = np.asarray(direct((x - spec.normalize.mean) / spec.normalize.std))
+    np.testing.assert_allclose(spec.reference(x), want, rtol=1e-6, atol=1e-6)
+    # jitted as the worker runs it
+    got = jax.jit(spec.module.apply)(spec.params, jnp.asarray(spec.preprocess(x)))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("typo = 1\n", "unknown key 'typo' in the top level"),
+        ("[serving]\nversoin = 1\n", "unknown key 'versoin' in \\[serving\\]"),
+        ('module = "model.py"\n', "must be 'file.py:fn' or 'pkg.mod:fn'"),
+        ('module = "model.py:nothing"\n', "has no callable 'nothing'"),
+        ('module = "missing.py:f"\n', "no file"),
+        ("[input]\nshape = 4\n", "input.shape must be a list of integers"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(tmp_path: Path, change: str, message: str) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model.py").write_text(MODEL_PY)
+    base = 'module = "model.py:linen"\n[input]\nshape = [4]\n[output]\nshape = [3]\n'
+    lines = base
+    if change.startswith("module"):
+        lines = base.replace('module = "model.py:linen"\n', change)
+    elif change.startswith("[input]"):
+        lines = 'module = "model.py:linen"\n' + change + "[output]\nshape = [3]\n"
+    else:
+        lines = change + base if not change.startswith("[") else base + change
+    (d / "config.toml").write_text(lines)
+    (d / "1").mkdir()
+    (d / "1" / "params.msgpack").write_bytes(b"\x80")
+    with pytest.raises(InvalidArgument, match=message):
+        repository.load(d)
+
+
+def test_missing_version_and_config(tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.toml").write_text(
+        textwrap.dedent("""\
+            module = "x:y"
+            [input]
+            shape = [1]
+            [output]
+            shape = [1]
+            """)
+    )
+    with pytest.raises(ModelNotFound, match="no version"):
+        repository.load(d)
+    with pytest.raises(ModelNotFound, match=r"no config\.toml"):
+        repository.load(tmp_path)
