@@ -799,14 +799,17 @@ static int flax_infer(struct flax_model *model, struct flax_infer_io *io)
 	deadline = jiffies + msecs_to_jiffies(rc.timeout_ms);
 	atomic64_inc(&st->requests);
 
-	ret = flax_scratch_alloc(model, &rc, io->text, &buf, &mask);
-	if (ret)
-		goto out;
-
 	ret = flax_slot_claim(model, rc.max_queue, io->nonblock, deadline,
 			      &slot);
 	if (ret)
 		goto out;
+
+	/* Only now: a client still waiting for room holds no memory. */
+	ret = flax_scratch_alloc(model, &rc, io->text, &buf, &mask);
+	if (ret) {
+		flax_slot_put(model, slot);
+		goto out;
+	}
 
 	t = ktime_get();
 	ret = flax_slot_fill(model, slot, io);
