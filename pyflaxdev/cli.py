@@ -17,14 +17,24 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyflaxdev.commands import admin, bench, infer, metrics, serve, sockserve, status, vm
+from pyflaxdev.commands import (
+    admin,
+    bench,
+    completion,
+    infer,
+    metrics,
+    serve,
+    sockserve,
+    status,
+    vm,
+)
 from pyflaxdev.commands._common import LOG_TIME, progress
 from pyflaxdev.device import default_path
 from pyflaxdev.errors import FlaxError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (serve, admin, infer, status, metrics, bench, sockserve, vm)
+COMMANDS = (serve, admin, infer, status, metrics, bench, sockserve, vm, completion)
 
 
 def version_text() -> str:

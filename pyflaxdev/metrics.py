@@ -12,9 +12,13 @@ Families (``flaxdev_`` prefix): ``requests_total``, ``completed_total``,
 jobs, counters); ``queued``, ``in_flight``, ``workers`` (gauges);
 ``request_duration_seconds`` (histogram of end-to-end latency, sysfs
 ``latency_hist``) and ``batch_size`` (histogram of jobs per FETCH, sysfs
-``batch_hist``), and ``model_version`` (a gauge: the version a repository
-model's ``flaxdev serve`` process serves, from its run state).  A model whose
-file could not be read has no sample there.
+``batch_hist``); from the run state of a model's ``flaxdev serve`` process,
+``model_version`` and ``worker_start_seconds`` (gauges: the version it serves,
+how long it took to load, compile and attach) and the serving worker's own
+``worker_jobs_total``, ``worker_batches_total``, ``worker_failed_jobs_total``
+and ``worker_compute_seconds_total`` (labelled with the version too: a new
+version starts them over).  A model whose file could not be read has no
+sample there.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from pyflaxdev.runstate import RunState
 from pyflaxdev.sysfs import ModelStatus
 
 __all__ = ["CONTENT_TYPE", "exposition"]
@@ -122,23 +127,50 @@ def _histogram(
     return lines
 
 
-def exposition(models: Iterable[ModelStatus], versions: Mapping[str, int] | None = None) -> str:
+# The serving workers' own counters, from their run state: (key, family, kind, help).
+_WORKER = (
+    ("jobs", "worker_jobs_total", "counter", "Jobs the serving worker answered"),
+    ("batches", "worker_batches_total", "counter", "Batches the serving worker ran"),
+    ("failed_jobs", "worker_failed_jobs_total", "counter", "Jobs the serving worker failed"),
+    ("compute_seconds", "worker_compute_seconds_total", "counter", "Time in the model"),
+)
+
+
+def _workers(workers: Mapping[str, RunState]) -> list[str]:
+    """``model_version``, the serving worker's start time and counters, per model."""
+    lines = [
+        "# HELP flaxdev_model_version Version its flaxdev serve process serves",
+        "# TYPE flaxdev_model_version gauge",
+    ]
+    lines += [
+        f'flaxdev_model_version{{model="{_label(name)}"}} {st.version}'
+        for name, st in sorted(workers.items())
+    ]
+    lines += [
+        "# HELP flaxdev_worker_start_seconds Loading to attached, for the serving version",
+        "# TYPE flaxdev_worker_start_seconds gauge",
+    ]
+    lines += [
+        f'flaxdev_worker_start_seconds{{model="{_label(name)}"}} {_number(st.start_seconds)}'
+        for name, st in sorted(workers.items())
+    ]
+    for key, name, kind, help_ in _WORKER:
+        lines += [f"# HELP flaxdev_{name} {help_}", f"# TYPE flaxdev_{name} {kind}"]
+        for model, st in sorted(workers.items()):
+            if key in st.worker:
+                labels = f'model="{_label(model)}",version="{st.version}"'
+                lines.append(f"flaxdev_{name}{{{labels}}} {_number(float(st.worker[key]))}")
+    return lines
+
+
+def exposition(models: Iterable[ModelStatus], workers: Mapping[str, RunState] | None = None) -> str:
     """The text exposition of every model's counters, ending with a newline.
 
-    ``versions`` maps models to the version their ``flaxdev serve`` process serves
-    (:mod:`pyflaxdev.runstate`): the gauge ``flaxdev_model_version``.
+    ``workers`` maps models to the run state of their ``flaxdev serve`` process
+    (:mod:`pyflaxdev.runstate`): the version it serves and its worker's counters.
     """
     models = list(models)
-    lines: list[str] = []
-    if versions:
-        lines += [
-            "# HELP flaxdev_model_version Version its flaxdev serve process serves",
-            "# TYPE flaxdev_model_version gauge",
-        ]
-        lines += [
-            f'flaxdev_model_version{{model="{_label(name)}"}} {v}'
-            for name, v in sorted(versions.items())
-        ]
+    lines: list[str] = _workers(workers) if workers else []
     for fam in _SCALARS:
         lines += [f"# HELP flaxdev_{fam.name} {fam.help}", f"# TYPE flaxdev_{fam.name} {fam.kind}"]
         for m in models:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyflaxdev import runstate
 from pyflaxdev.errors import FlaxError, InvalidArgument
@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Rollout", "differences"]
 
-#: ``start(spec, stop, ready)`` serves ``spec`` until ``stop`` is set (``serve()``).
-Start = Callable[["ModelSpec", threading.Event, Callable[[], None]], WorkerStats]
+#: ``start(spec, stop, ready, stats)`` serves ``spec`` until ``stop`` is set, counting
+#: in ``stats`` as it goes (``serve()``).
+Start = Callable[["ModelSpec", threading.Event, Callable[[], None], WorkerStats], WorkerStats]
+
+# How often the run state gets the serving worker's counters.
+PUBLISH_S = 2.0
 
 
 def differences(spec: ModelSpec, info: ModelInfo) -> list[str]:
@@ -54,6 +58,15 @@ def differences(spec: ModelSpec, info: ModelInfo) -> list[str]:
     return out
 
 
+def _snapshot(stats: WorkerStats, last: dict[str, Any]) -> dict[str, Any]:
+    """``stats`` as plain data, read from another thread than the worker's (``last``
+    if a new batch size came in while it was read)."""
+    try:
+        return stats.as_dict()
+    except RuntimeError:  # its batch_sizes grew during the read
+        return last
+
+
 def _version(spec: ModelSpec) -> int:
     return int(spec.metadata.get("version", 0))
 
@@ -69,6 +82,9 @@ class _Running:
     stats: WorkerStats | None = None
     error: BaseException | None = None
     thread: threading.Thread | None = None
+    live: WorkerStats = field(default_factory=WorkerStats)
+    started: float = field(default_factory=time.monotonic)
+    start_seconds: float = 0.0
 
     def run(self) -> None:
         self.thread = threading.Thread(
@@ -78,8 +94,13 @@ class _Running:
 
     def _body(self) -> None:
         block_async_signals()
+
+        def attached() -> None:
+            self.start_seconds = time.monotonic() - self.started
+            self.ready.set()
+
         try:
-            self.stats = self.start(self.spec, self.stop, self.ready.set)
+            self.stats = self.start(self.spec, self.stop, attached, self.live)
         except BaseException as exc:
             self.error = exc
 
@@ -144,15 +165,19 @@ class Rollout:
         state = runstate.RunState(
             self.name, os.getpid(), _version(spec), spec.metadata.get("versions", []), True
         )
-        runstate.touch(state, version=_version(spec))
+        runstate.touch(state, version=_version(spec), start_seconds=cur.start_seconds)
         notify("READY=1", f"STATUS=serving {self.name} version {_version(spec)}")
         next_poll = time.monotonic() + self.watch_s
+        next_publish = time.monotonic() + PUBLISH_S
         try:
             while True:
                 self.wake.wait(0.5)
                 self.wake.clear()
                 if self.stopping or not cur.alive():
                     break
+                if time.monotonic() >= next_publish:
+                    next_publish = time.monotonic() + PUBLISH_S
+                    runstate.touch(state, worker=_snapshot(cur.live, state.worker))
                 if self.watch_s and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.watch_s
                     self.reload_wanted = self.reload_wanted or self._newer(cur)
@@ -218,6 +243,8 @@ class Rollout:
         runstate.touch(
             state,
             version=version,
+            start_seconds=nxt.start_seconds,
+            worker=_snapshot(nxt.live, {}),
             versions=new.metadata.get("versions", []),
             message=f"version {version} replaced version {old}",
             reloads=state.reloads + 1,

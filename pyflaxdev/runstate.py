@@ -3,7 +3,8 @@
 ``<run dir>/<model>.json`` holds the worker process's ``pid``, the ``version`` it
 serves (a repository entry's; 0 for a shipped model), the versions it found,
 ``ready``, ``since`` (when that version took over, Unix time), the last
-reload's outcome (``message``) and how many reloads it has handled.  ``flaxdev
+reload's outcome (``message``), how many reloads it has handled, and the
+serving worker's live counters (``worker``) and start time.  ``flaxdev
 reload`` reads the pid to signal the process, ``flaxdev version`` and
 ``flaxdev metrics`` read the rest.  The run dir is ``$FLAXDEV_RUN_DIR``, else
 ``/run/flaxdev`` for root, else ``$XDG_RUNTIME_DIR/flaxdev``, else
@@ -20,6 +21,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyflaxdev.errors import FlaxError, ModelNotFound
 
@@ -49,6 +51,11 @@ class RunState:
     since: float = 0.0
     message: str = ""
     reloads: int = 0
+    #: The serving version's worker: :meth:`WorkerStats.as_dict` (jobs, batches,
+    #: failed_jobs, fetches, compute_seconds, batch_sizes), refreshed every few seconds.
+    worker: dict[str, Any] = field(default_factory=dict)
+    #: Seconds the serving version took from loading to attached (compiling, mostly).
+    start_seconds: float = 0.0
 
 
 def _path(model: str) -> Path:

@@ -36,13 +36,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _text() -> str:
     models = sysfs.read_all()
-    versions = {}
+    workers = {}
     for m in models:
         try:
-            versions[m.name] = runstate.read(m.name).version
+            workers[m.name] = runstate.read(m.name)
         except FlaxError:  # no serving process, or a stale state file
             continue
-    return metrics.exposition(models, versions)
+    return metrics.exposition(models, workers)
 
 
 def write_textfile(path: str) -> None:

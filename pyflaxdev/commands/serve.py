@@ -432,7 +432,9 @@ def run(args: argparse.Namespace) -> int:
             f" max_queue_delay_us {info.max_queue_delay_us}, worker wait cap {cap}"
         )
 
-    def start(s: ModelSpec, stop: threading.Event, attached: Callable[[], None]) -> WorkerStats:
+    def start(
+        s: ModelSpec, stop: threading.Event, attached: Callable[[], None], stats: WorkerStats
+    ) -> WorkerStats:
         if "version" in s.metadata:
             progress(f"model {name!r}: version {s.metadata['version']} compiling")
 
@@ -451,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
             fetch_timeout_ms=args.fetch_timeout_ms,
             stop=stop,
             ready=on_ready,
+            stats=stats,
             identity=s.identity,
             jax_device=args.jax_device,
             devices=args.devices,

@@ -130,3 +130,24 @@ def test_ready(root, capsys):  # noqa: F811
     assert "no worker attached" in capsys.readouterr().err
     assert cli.main(["status", "--ready", "nope"]) == 1
     assert "model 'nope' does not exist" in capsys.readouterr().err
+
+
+def test_serving_workers_from_their_run_state(root, tmp_path, monkeypatch):  # noqa: F811
+    """The version a worker serves and its own counters, read from its run state."""
+    import os
+
+    from pyflaxdev import runstate
+
+    monkeypatch.setenv("FLAXDEV_RUN_DIR", str(tmp_path))
+    state = runstate.RunState("digits", os.getpid(), 2, [1, 2], True, start_seconds=12.5)
+    state.worker = {"jobs": 40, "batches": 7, "failed_jobs": 1, "compute_seconds": 0.25}
+    runstate.write(state)
+    got = _samples(metrics_command._text())
+    model = DIGITS
+    both = (("model", "digits"), ("version", "2"))
+    assert got[("flaxdev_model_version", model)] == 2
+    assert got[("flaxdev_worker_start_seconds", model)] == 12.5
+    assert got[("flaxdev_worker_jobs_total", both)] == 40
+    assert got[("flaxdev_worker_batches_total", both)] == 7
+    assert got[("flaxdev_worker_failed_jobs_total", both)] == 1
+    assert got[("flaxdev_worker_compute_seconds_total", both)] == 0.25

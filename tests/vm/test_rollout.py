@@ -140,6 +140,7 @@ def test_version_two_under_load(
         ready = state.since
         m = _flaxdev("metrics")
         assert 'flaxdev_model_version{model="roll"} 2' in m.stdout, m.stdout[-2000:]
+        assert 'flaxdev_worker_jobs_total{model="roll",version="2"}' in m.stdout, m.stdout
         # Run at least MIN_RUN_S in all and 5 s on version 2.
         time.sleep(max(MIN_RUN_S - (time.time() - start), ready + 5.0 - time.time(), 0.0))
         done.set()
