@@ -73,6 +73,7 @@ from pyflaxdev.spec import Normalization, TensorSpec
 __all__ = [
     "CONFIG",
     "PARAMS",
+    "check_module",
     "entries",
     "is_entry",
     "latest_version",
@@ -210,17 +211,24 @@ def _import_factory(entry: Path, ref: str) -> Callable[[], Any]:
     path, sep, attr = ref.rpartition(":")
     if not sep or not path or not attr:
         raise InvalidArgument(f"{_where(entry, 'module')} must be 'file.py:fn' or 'pkg.mod:fn'")
-    if path.endswith(".py"):
-        file = entry / path
-        name = f"_flaxdev_repo_{entry.name}_{file.stem}".replace("-", "_").replace(".", "_")
-        spec = importlib.util.spec_from_file_location(name, file)
-        if spec is None or spec.loader is None or not file.is_file():
-            raise InvalidArgument(f"{_where(entry, 'module')}: no file {file}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(path)
+    try:
+        if path.endswith(".py"):
+            file = entry / path
+            name = f"_flaxdev_repo_{entry.name}_{file.stem}".replace("-", "_").replace(".", "_")
+            spec = importlib.util.spec_from_file_location(name, file)
+            if spec is None or spec.loader is None or not file.is_file():
+                raise InvalidArgument(f"{_where(entry, 'module')}: no file {file}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(path)
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # whatever the user's module raises while it loads
+        raise InvalidArgument(
+            f"{_where(entry, 'module')}: importing {path} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise InvalidArgument(f"{_where(entry, 'module')}: {path} has no callable {attr!r}")
@@ -334,6 +342,30 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         batch_sizes=_ints(entry, sizes, "serving.batch_sizes") if sizes is not None else None,
         timeout_ms=int(serving.get("timeout_ms", 0)),
     )
+
+
+def check_module(spec: ModelSpec) -> None:
+    """Raise :class:`InvalidArgument` unless ``spec``'s module maps its input to as many
+    values as its config's output (traced with ``jax.eval_shape``: nothing compiles),
+    so that ``flaxdev serve`` refuses a mismatch before it creates anything."""
+    import jax
+
+    where = spec.metadata.get("repository", spec.name)
+    dtype = np.float32 if spec.normalize is not None else spec.input.dtype
+    x = jax.ShapeDtypeStruct((1, *spec.input.shape), dtype)  # type: ignore[no-untyped-call]
+    try:
+        out = jax.eval_shape(spec.module.apply, spec.params, x)
+    except Exception as exc:  # the user's module, on an input of the config's shape
+        raise InvalidArgument(
+            f"{where}/{CONFIG}: the module cannot take input.shape {list(spec.input.shape)}:"
+            f" {type(exc).__name__}: {exc}"
+        ) from exc
+    got = int(np.prod(out.shape[1:])) if out.shape else 0
+    if not out.shape or out.shape[0] != 1 or got != spec.output.size:
+        raise InvalidArgument(
+            f"{where}/{CONFIG}: output.shape is {list(spec.output.shape)}, but the module"
+            f" gives {list(out.shape[1:])} per input"
+        )
 
 
 def save_version(entry: str | Path, version: int, variables: Any) -> Path:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyflaxdev import runstate
+from pyflaxdev import repository, runstate
 from pyflaxdev.errors import FlaxError, InvalidArgument
 from pyflaxdev.notify import notify
 from pyflaxdev.worker import WorkerStats, block_async_signals
@@ -226,6 +226,10 @@ class Rollout:
         if version == old:
             return keep(f"version {version} is the one serving")
         diff = differences(new, self.info)
+        try:
+            repository.check_module(new)
+        except FlaxError as exc:
+            diff.append(str(exc))
         if diff:
             return keep(f"version {version} cannot replace it: " + "; ".join(diff), version)
         notify("RELOADING=1", f"STATUS=starting {self.name} version {version}")

@@ -50,6 +50,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -66,7 +67,7 @@ from pyflaxdev.commands._common import (
     run_until_signal,
     zoo_spec,
 )
-from pyflaxdev.device import Device
+from pyflaxdev.device import Device, default_path
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
 from pyflaxdev.labels import decode_labels
 from pyflaxdev.repository import CONFIG
@@ -228,6 +229,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         " without downtime (0: only on SIGHUP or flaxdev reload; default 5)",
     )
     p.add_argument(
+        "--wait-device-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for the control node to appear (the module being loaded)"
+        " before giving up (default 0: do not wait)",
+    )
+    p.add_argument(
         "--pipeline-depth",
         type=int,
         choices=(1, 2),
@@ -236,6 +245,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         " dispatched while the current one computes)",
     )
     p.set_defaults(run=run)
+
+
+def wait_for_device(path: str | None, seconds: float) -> None:
+    """Wait up to ``seconds`` for the control node (``path`` or the default) to exist."""
+    node = Path(path or default_path())
+    deadline = time.monotonic() + seconds
+    if not node.exists() and seconds > 0:
+        progress(f"waiting up to {seconds:g} s for {node} (is flaxdev.ko loading?)")
+    while not node.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def user_id(text: str) -> int:
@@ -405,6 +424,9 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or spec.name
     sizes = batch_sizes(args.batch_sizes or spec.batch_sizes or DEFAULT_BATCH_SIZES, args.max_batch)
     buckets = None if args.no_buckets else (args.buckets or spec.buckets)
+    if "repository" in spec.metadata:
+        repository.check_module(spec)  # before anything is created
+    wait_for_device(args.device, args.wait_device_s)
     with Device(args.device) as dev:
         info = prepare(dev, args, spec, name)
         if info.pre_op == "tokenize":
@@ -480,6 +502,13 @@ def run(args: argparse.Namespace) -> int:
     run_until_signal(
         lambda: rollout.run(spec), rollout.request_stop, "flaxdev-rollout", rollout.request_reload
     )
+    if not rollout.stopping:
+        # Not a signal: the model was destroyed under the worker.
+        progress(
+            f"model {name!r} is gone (destroyed, or the module unloaded): exiting with status 1,"
+            " so that a service manager restarts the worker (and --create recreates the model)",
+            "ERROR",
+        )
     for version, stats in rollout.served:
         sizes_seen = ", ".join(f"{b}×{n}" for b, n in sorted(stats.batch_sizes.items()))
         which = f"version {version}: " if entry else ""
@@ -487,4 +516,4 @@ def run(args: argparse.Namespace) -> int:
             f"{which}served {stats.jobs} jobs in {stats.batches} batches"
             f" ({sizes_seen or 'none'}), {stats.failed_jobs} failed"
         )
-    return 0
+    return 0 if rollout.stopping else 1

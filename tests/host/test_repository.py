@@ -156,3 +156,36 @@ def test_missing_version_and_config(tmp_path: Path) -> None:
         repository.load(d)
     with pytest.raises(ModelNotFound, match=r"no config\.toml"):
         repository.load(tmp_path)
+
+
+def test_bad_modules_are_refused_before_serving(tmp_path: Path) -> None:
+    """A module that fails to import, or disagrees with the config's shapes, or an
+    unknown dtype: one error naming the file and the field."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model.py").write_text(MODEL_PY)
+    (d / "1").mkdir()
+    base = "[input]\nshape = [4]\n[output]\nshape = [{out}]\n"
+    (d / "config.toml").write_text('module = "model.py:linen"\n' + base.format(out=5))
+    mod_spec = importlib.util.spec_from_file_location("_t3", d / "model.py")
+    assert mod_spec is not None and mod_spec.loader is not None
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    repository.save_version(d, 1, mod.Linen().init(jax.random.PRNGKey(0), jnp.zeros((1, 4))))
+    spec = repository.load(d)
+    with pytest.raises(
+        InvalidArgument, match=r"output\.shape is \[5\], but the module gives \[3\]"
+    ):
+        repository.check_module(spec)
+    (d / "config.toml").write_text('module = "model.py:linen"\n' + base.format(out=3))
+    repository.check_module(repository.load(d))  # agrees
+    (d / "broken.py").write_text("import no_such_package_here\n")
+    (d / "config.toml").write_text('module = "broken.py:f"\n' + base.format(out=3))
+    with pytest.raises(InvalidArgument, match=r"module: importing broken\.py failed: ModuleNotF"):
+        repository.load(d)
+    (d / "config.toml").write_text(
+        'module = "model.py:linen"\n[input]\nshape = [4]\ndtype = "float128x"\n'
+        "[output]\nshape = [3]\n"
+    )
+    with pytest.raises(InvalidArgument, match=r"config\.toml: input\.dtype"):
+        repository.load(d)
