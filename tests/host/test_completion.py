@@ -28,7 +28,7 @@ def _complete(line: str, tmp_path) -> list[str]:
 def test_subcommands_and_options_complete(tmp_path) -> None:
     assert _complete("flaxdev re", tmp_path) == ["reload"]
     assert "serve" in _complete("flaxdev ", tmp_path)
-    assert _complete("flaxdev serve --wa", tmp_path) == ["--watch-s"]
+    assert _complete("flaxdev serve --wa", tmp_path) == ["--wait-device-s", "--watch-s"]
     assert _complete("flaxdev create --ow", tmp_path) == ["--owner"]
     assert _complete("flaxdev --log", tmp_path) == ["--log-time"]
 

@@ -255,10 +255,14 @@ def fake_device(monkeypatch):
 
 
 def serve_with_fakes(model, *extra):
-    """Run ``flaxdev serve MODEL --create`` with the fakes; return the fake worker."""
+    """Run ``flaxdev serve MODEL --create`` with the fakes; return the fake worker.
+
+    The fake loop ends by reporting the model gone, so serve exits 1: a service
+    manager restarts it (and ``--create`` recreates the model).
+    """
     from pyflaxdev.cli import main
 
-    assert main(["serve", model, "--create", *extra]) == 0
+    assert main(["serve", model, "--create", *extra]) == 1
     return SERVED[model]
 
 
@@ -279,6 +283,7 @@ def test_serve_null_create_copies(fake_device, capsys):
     err = capsys.readouterr().err
     assert "identity model: serving by copy" in err and "worker ready" in err
     assert "served 3 jobs in 1 batches (3×1), 0 failed" in err
+    assert "model 'null' is gone" in err and "exiting with status 1" in err
 
 
 def test_serve_digits_create_applies_the_model(fake_device, capsys):
