@@ -8,7 +8,7 @@
         model.py              # module = "model.py:make", or "pkg.mod:make" on sys.path
         labels.txt
         1/params.msgpack
-        2/params.msgpack      # the highest version is served unless config pins one
+        2/params.safetensors  # the highest version is served unless config pins one
 
 ``config.toml`` (read with the standard library's ``tomllib``)::
 
@@ -33,17 +33,21 @@
     batch_sizes = [1, 8, 32]
     timeout_ms = 5000
     version = 2               # default: the highest numbered directory
+    workers = 2               # worker threads attached to the model (default 1, at most 4)
 
     [node]                    # optional: /dev/flax/<name> when flaxdev serve --create makes it
     owner = "alice"           # a user name or uid (default: whoever creates it)
     group = "flax"            # a group name or gid
     mode = "0660"             # octal (default 0600)
 
-The parameters of a version are ``<N>/params.msgpack``: Flax's msgpack
-(:func:`save_version` writes it) of the variables a Linen module's ``apply``
-takes (``{"params": ...}``), or of an NNX module's state as a pure dict
-(``nnx.to_pure_dict(nnx.state(module))``), restored into the state of the module
-the factory returns (``nnx.split``/``nnx.merge``).  :func:`load` turns an entry
+The parameters of a version are ``<N>/params.msgpack`` (Flax's msgpack),
+``<N>/params.safetensors`` (one tensor per leaf, named by its path joined with
+``/``) or ``<N>/checkpoint/`` (an Orbax checkpoint): one of them, see
+:mod:`pyflaxdev.checkpoint`; :func:`save_version` writes any.  They hold the
+variables a Linen module's ``apply`` takes (``{"params": ...}``), or an NNX
+module's state as a pure dict (``nnx.to_pure_dict(nnx.state(module))``),
+restored into the state of the module the factory returns
+(``nnx.split``/``nnx.merge``).  :func:`load` turns an entry
 into the :class:`~pyflaxdev.models.ModelSpec` that ``flaxdev serve`` serves,
 as it serves a shipped model.
 """
@@ -65,10 +69,12 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
+from pyflaxdev import checkpoint
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
 from pyflaxdev.labels import decode_labels
 from pyflaxdev.models.spec import ModelSpec
 from pyflaxdev.spec import Normalization, TensorSpec
+from pyflaxdev.uapi import lib
 
 __all__ = [
     "CONFIG",
@@ -83,7 +89,11 @@ __all__ = [
 ]
 
 CONFIG = "config.toml"
-PARAMS = "params.msgpack"
+#: ``[serving] workers``' bound: half the kernel's FLAX_MAX_WORKERS, so that a
+#: new version's workers attach beside the old ones during a reload.
+MAX_WORKERS = lib.FLAX_MAX_WORKERS // 2
+PARAMS = "params.msgpack"  # what save_version writes unless told otherwise
+_NO_VERSION = "no version (a numbered directory with " + " or ".join(checkpoint.FORMATS.values())
 
 _TOP_KEYS = {"name", "module", "post", "topk", "threshold", "labels", "input", "output"}
 _TOP_KEYS |= {"normalize", "serving", "node"}
@@ -91,7 +101,7 @@ _TABLE_KEYS: dict[str, set[str]] = {
     "input": {"shape", "dtype"},
     "output": {"shape"},
     "normalize": {"scale", "mean", "std", "channel_first", "clamp"},
-    "serving": {"batch_sizes", "timeout_ms", "version"},
+    "serving": {"batch_sizes", "timeout_ms", "version", "workers"},
     "node": {"owner", "group", "mode"},
 }
 
@@ -112,7 +122,7 @@ def entries(repo: str | Path) -> list[Path]:
 def versions(entry: str | Path) -> list[int]:
     """The versions of a model's directory: its numbered subdirectories with parameters."""
     return sorted(
-        int(p.name) for p in Path(entry).iterdir() if p.name.isdigit() and (p / PARAMS).is_file()
+        int(p.name) for p in Path(entry).iterdir() if p.name.isdigit() and checkpoint.has_params(p)
     )
 
 
@@ -125,7 +135,7 @@ def latest_version(entry: str | Path) -> int:
     if pinned is not None:
         return int(pinned)
     if not known:
-        raise ModelNotFound(f"{entry}: no version (a numbered directory with {PARAMS})")
+        raise ModelNotFound(f"{entry}: {_NO_VERSION})")
     return known[-1]
 
 
@@ -264,10 +274,10 @@ class _Loaded:
         elif not callable(getattr(module, "apply", None)):
             raise InvalidArgument(f"the model factory returned {module!r}, not a Flax module")
 
-    def restore(self, data: bytes) -> Any:
-        from flax import nnx, serialization
+    def restore(self, path: Path) -> Any:
+        from flax import nnx
 
-        tree = serialization.msgpack_restore(data)
+        tree = checkpoint.read(path)
         if not self.nnx:
             return tree
         state = self.template
@@ -284,7 +294,7 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
     serving = config.get("serving", {})
     known = versions(entry)
     if not known:
-        raise ModelNotFound(f"{entry}: no version (a numbered directory with {PARAMS})")
+        raise ModelNotFound(f"{entry}: {_NO_VERSION})")
     chosen = version if version is not None else serving.get("version", known[-1])
     if chosen not in known:
         raise ModelNotFound(f"{entry}: no version {chosen}; there are {known}")
@@ -309,8 +319,14 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         except OSError as exc:
             raise InvalidArgument(f"{_where(entry, 'labels')}: {exc.strerror}") from None
         labels = decode_labels(raw.rstrip(b"\n") + b"\n" if raw.strip() else b"")
+    workers = serving.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise InvalidArgument(
+            f"{_where(entry, 'serving.workers')} must be an integer from 1 to {MAX_WORKERS},"
+            f" not {workers!r}"
+        )
     factory = _import_factory(entry, str(config["module"]))
-    params_path = entry / str(chosen) / PARAMS
+    params_path = checkpoint.find(entry / str(chosen))
     loaded: list[_Loaded] = []
 
     def built() -> _Loaded:
@@ -331,13 +347,14 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         topk=int(config.get("topk", 0)),
         labels=labels,
         make_module=lambda: built().apply,
-        load_params=lambda: built().restore(params_path.read_bytes()),
+        load_params=lambda: built().restore(params_path),
         load_heldout=no_heldout,
         metadata={
             "repository": str(entry),
             "version": chosen,
             "versions": known,
             "node": _node(entry, config.get("node", {})),
+            "workers": workers,
         },
         batch_sizes=_ints(entry, sizes, "serving.batch_sizes") if sizes is not None else None,
         timeout_ms=int(serving.get("timeout_ms", 0)),
@@ -353,8 +370,9 @@ def check_module(spec: ModelSpec) -> None:
     where = spec.metadata.get("repository", spec.name)
     dtype = np.float32 if spec.normalize is not None else spec.input.dtype
     x = jax.ShapeDtypeStruct((1, *spec.input.shape), dtype)  # type: ignore[no-untyped-call]
+    module, params = spec.module, spec.params  # their own errors name their files
     try:
-        out = jax.eval_shape(spec.module.apply, spec.params, x)
+        out = jax.eval_shape(module.apply, params, x)
     except Exception as exc:  # the user's module, on an input of the config's shape
         raise InvalidArgument(
             f"{where}/{CONFIG}: the module cannot take input.shape {list(spec.input.shape)}:"
@@ -368,10 +386,11 @@ def check_module(spec: ModelSpec) -> None:
         )
 
 
-def save_version(entry: str | Path, version: int, variables: Any) -> Path:
+def save_version(entry: str | Path, version: int, variables: Any, *, fmt: str = "msgpack") -> Path:
     """Write version ``version`` of a model's directory: ``variables`` (a Linen
-    module's variables, or an NNX module, whose state is saved) as Flax msgpack."""
-    from flax import nnx, serialization
+    module's variables, or an NNX module, whose state is saved) in format ``fmt``
+    (``msgpack``, ``safetensors`` or ``orbax``: :data:`pyflaxdev.checkpoint.FORMATS`)."""
+    from flax import nnx
 
     if version < 1:
         raise InvalidArgument(f"versions are numbered from 1, not {version}")
@@ -379,16 +398,4 @@ def save_version(entry: str | Path, version: int, variables: Any) -> Path:
         tree = nnx.to_pure_dict(nnx.state(variables))
     else:
         tree = variables
-    tree = _numpy(tree)
-    path = Path(entry) / str(version) / PARAMS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(serialization.msgpack_serialize(tree))
-    tmp.replace(path)  # a version appears whole or not at all
-    return path
-
-
-def _numpy(tree: Any) -> Any:
-    if isinstance(tree, Mapping):
-        return {str(k): _numpy(v) for k, v in tree.items()}
-    return np.asarray(tree)
+    return checkpoint.write(Path(entry) / str(version), tree, fmt)

@@ -58,12 +58,12 @@ def differences(spec: ModelSpec, info: ModelInfo) -> list[str]:
     return out
 
 
-def _snapshot(stats: WorkerStats, last: dict[str, Any]) -> dict[str, Any]:
-    """``stats`` as plain data, read from another thread than the worker's (``last``
-    if a new batch size came in while it was read)."""
+def _snapshot(stats: list[WorkerStats], last: dict[str, Any]) -> dict[str, Any]:
+    """The workers' ``stats`` summed, as plain data, read from another thread than
+    theirs (``last`` if a new batch size came in while they were read)."""
     try:
-        return stats.as_dict()
-    except RuntimeError:  # its batch_sizes grew during the read
+        return WorkerStats.total(stats).as_dict()
+    except RuntimeError:  # a batch_sizes grew during the read
         return last
 
 
@@ -73,42 +73,57 @@ def _version(spec: ModelSpec) -> int:
 
 @dataclass(eq=False)
 class _Running:
-    """One version's worker thread."""
+    """One version's worker threads: ``workers`` of them, each attached on its own."""
 
     spec: ModelSpec
     start: Start
+    workers: int = 1
     stop: threading.Event = field(default_factory=threading.Event)
     ready: threading.Event = field(default_factory=threading.Event)
     stats: WorkerStats | None = None
     error: BaseException | None = None
-    thread: threading.Thread | None = None
-    live: WorkerStats = field(default_factory=WorkerStats)
+    threads: list[threading.Thread] = field(default_factory=list)
+    live: list[WorkerStats] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     start_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _attached: int = 0
+    _done: list[WorkerStats] = field(default_factory=list)
 
     def run(self) -> None:
-        self.thread = threading.Thread(
-            target=self._body, name=f"flaxdev-worker-v{_version(self.spec)}"
-        )
-        self.thread.start()
+        self.live = [WorkerStats() for _ in range(self.workers)]
+        for i, live in enumerate(self.live):
+            name = f"flaxdev-worker-v{_version(self.spec)}-{i}"
+            thread = threading.Thread(target=self._body, args=(live,), name=name)
+            self.threads.append(thread)
+            thread.start()
 
-    def _body(self) -> None:
+    def _body(self, live: WorkerStats) -> None:
         block_async_signals()
 
         def attached() -> None:
-            self.start_seconds = time.monotonic() - self.started
-            self.ready.set()
+            with self._lock:
+                self._attached += 1
+                if self._attached == self.workers:
+                    self.start_seconds = time.monotonic() - self.started
+                    self.ready.set()
 
         try:
-            self.stats = self.start(self.spec, self.stop, attached, self.live)
+            done = self.start(self.spec, self.stop, attached, live)
+            with self._lock:
+                self._done.append(done)
         except BaseException as exc:
-            self.error = exc
+            with self._lock:
+                self.error = self.error or exc
+        finally:
+            self.stop.set()  # one worker gone: the version stops (a supervisor restarts it)
 
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        """Whether every worker still serves."""
+        return bool(self.threads) and all(t.is_alive() for t in self.threads)
 
     def wait_ready(self) -> bool:
-        """True once attached; False if it ended first (see :attr:`error`)."""
+        """True once every worker is attached; False if one ended first (see :attr:`error`)."""
         while not self.ready.wait(0.2):
             if not self.alive():
                 return self.ready.is_set()
@@ -116,13 +131,16 @@ class _Running:
 
     def finish(self) -> None:
         self.stop.set()
-        if self.thread is not None:
-            self.thread.join()
+        for thread in self.threads:
+            thread.join()
+        if self._done:
+            self.stats = WorkerStats.total(self._done)
 
 
 @dataclass(eq=False)
 class Rollout:
-    """Serve model ``name`` from ``spec``, reloading with ``load`` (None: no reloads).
+    """Serve model ``name`` from ``spec`` with ``workers`` worker threads, reloading
+    with ``load`` (None: no reloads).
 
     ``info`` is the live device model; ``watch_s`` polls ``latest()`` (the version
     ``load`` would give, cheaply) that often and reloads when it changes (0: only
@@ -137,6 +155,7 @@ class Rollout:
     watch_s: float = 0.0
     latest: Callable[[], int] | None = None
     apply_labels: Callable[[ModelSpec], object] | None = None
+    workers: int = 1
     wake: threading.Event = field(default_factory=threading.Event)
     stopping: bool = False
     reload_wanted: bool = False
@@ -155,7 +174,7 @@ class Rollout:
 
     def run(self, spec: ModelSpec) -> None:
         """Serve until stopped or the model is destroyed; raise a first worker's error."""
-        cur = _Running(spec, self.start)
+        cur = _Running(spec, self.start, self.workers)
         cur.run()
         if not cur.wait_ready():
             cur.finish()
@@ -234,7 +253,7 @@ class Rollout:
             return keep(f"version {version} cannot replace it: " + "; ".join(diff), version)
         notify("RELOADING=1", f"STATUS=starting {self.name} version {version}")
         self.say(f"reload: starting version {version} beside version {old}")
-        nxt = _Running(new, self.start)
+        nxt = _Running(new, self.start, self.workers)
         nxt.run()
         if not nxt.wait_ready():
             nxt.finish()

@@ -47,7 +47,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -163,6 +163,19 @@ class WorkerStats:
     fetches: int = 0
     compute_seconds: float = 0.0
     batch_sizes: Counter[int] = field(default_factory=Counter)
+
+    @classmethod
+    def total(cls, stats: Iterable[WorkerStats]) -> WorkerStats:
+        """The sum of several workers' counters."""
+        out = cls()
+        for s in stats:
+            out.batches += s.batches
+            out.jobs += s.jobs
+            out.failed_jobs += s.failed_jobs
+            out.fetches += s.fetches
+            out.compute_seconds += s.compute_seconds
+            out.batch_sizes.update(s.batch_sizes)
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form (for JSON)."""

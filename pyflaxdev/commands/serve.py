@@ -17,7 +17,10 @@ worker takes up to its largest batch size per FETCH and lets the model's
 batch sizes, attaches, prints a line containing :data:`READY_MARK` to stderr
 and serves.  The loop runs in a
 thread that blocks signals; the main thread turns SIGINT/SIGTERM into a stop
-request, so a FETCH is never interrupted half-way.
+request, so a FETCH is never interrupted half-way.  ``--workers N`` (or a
+repository entry's ``[serving] workers``) runs N such threads, each attached
+as its own worker of the model and fetching its own batches (one compile
+each); if one ends, all stop, so that a supervisor restarts the whole.
 
 A text model (``minilm``) is served at the length of the device model (a
 shipped text model adapts to it), or with ``--create`` at ``--max-len``
@@ -70,10 +73,11 @@ from pyflaxdev.commands._common import (
 from pyflaxdev.device import Device, default_path
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
 from pyflaxdev.labels import decode_labels
-from pyflaxdev.repository import CONFIG
+from pyflaxdev.repository import CONFIG, MAX_WORKERS
 from pyflaxdev.rollout import Rollout
 from pyflaxdev.runner import DEFAULT_BATCH_SIZES
 from pyflaxdev.spec import ModelInfo
+from pyflaxdev.uapi import lib
 from pyflaxdev.worker import WorkerStats, serve
 
 if TYPE_CHECKING:
@@ -235,6 +239,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="S",
         help="wait up to S seconds for the control node to appear (the module being loaded)"
         " before giving up (default 0: do not wait)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker threads attached to the model, each fetching its own batches"
+        f" (default: a repository entry's [serving] workers, else 1; at most {MAX_WORKERS})",
     )
     p.add_argument(
         "--pipeline-depth",
@@ -424,6 +436,12 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or spec.name
     sizes = batch_sizes(args.batch_sizes or spec.batch_sizes or DEFAULT_BATCH_SIZES, args.max_batch)
     buckets = None if args.no_buckets else (args.buckets or spec.buckets)
+    workers = args.workers or spec.metadata.get("workers", 1)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise InvalidArgument(
+            f"--workers must be from 1 to {MAX_WORKERS} (half the kernel's"
+            f" {lib.FLAX_MAX_WORKERS}, leaving room for a reload), not {workers}"
+        )
     if "repository" in spec.metadata:
         repository.check_module(spec)  # before anything is created
     wait_for_device(args.device, args.wait_device_s)
@@ -441,16 +459,19 @@ def run(args: argparse.Namespace) -> int:
         progress(f"{spec.name!r} is the identity model: serving by copy, nothing to compile")
     else:
         progress(f"loading {spec.name!r} and compiling batch sizes {list(sizes)}{at}")
-    first = True
+    unready = [workers]  # the first version's workers still to attach
+    lock = threading.Lock()
 
     def ready() -> None:
-        nonlocal first
-        if not first:
-            return
-        first = False
+        # The ready line once, when the first version's last worker has attached.
+        with lock:
+            unready[0] -= 1
+            if unready[0] != 0:
+                return
         cap = "none" if args.max_wait_us is None else f"{args.max_wait_us} µs"
+        many = f", {workers} workers" if workers > 1 else ""
         progress(
-            f"{READY_MARK}: model {name!r}, batch sizes {list(sizes)},"
+            f"{READY_MARK}: model {name!r}{many}, batch sizes {list(sizes)},"
             f" max_queue_delay_us {info.max_queue_delay_us}, worker wait cap {cap}"
         )
 
@@ -498,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
         watch_s=args.watch_s if entry else 0.0,
         latest=(lambda: repository.latest_version(entry)) if entry else None,
         apply_labels=set_labels,
+        workers=workers,
     )
     run_until_signal(
         lambda: rollout.run(spec), rollout.request_stop, "flaxdev-rollout", rollout.request_reload

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pyflaxdev import repository
+from pyflaxdev import checkpoint, repository
 from pyflaxdev.commands._common import zoo_spec
 from pyflaxdev.errors import InvalidArgument, ModelNotFound
 
@@ -189,3 +189,74 @@ def test_bad_modules_are_refused_before_serving(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidArgument, match=r"config\.toml: input\.dtype"):
         repository.load(d)
+
+
+def _model_py(entry: Path, name: str) -> object:
+    mod_spec = importlib.util.spec_from_file_location(name, entry / "model.py")
+    assert mod_spec is not None and mod_spec.loader is not None
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "safetensors", "orbax"])
+def test_every_parameters_format_restores_the_same_model(tmp_path: Path, fmt: str) -> None:
+    """A Linen and an NNX entry saved as ``fmt`` answer as their modules do in process."""
+    from flax import nnx
+
+    x = np.array([[6.1, 2.8, 4.7, 1.2], [5.0, 3.4, 1.5, 0.2]], np.float32)
+    lin = _entry(tmp_path, "linen", "linen", 3)
+    mod = _model_py(lin, f"_fmt_{fmt}")
+    variables = mod.Linen().init(jax.random.PRNGKey(3), jnp.zeros((1, 4)))
+    path = repository.save_version(lin, 1, variables, fmt=fmt)
+    assert path.name == checkpoint.FORMATS[fmt] and repository.versions(lin) == [1]
+    assert [p.name for p in (lin / "1").iterdir()] == [path.name]  # no temporary left
+    spec = repository.load(lin)
+    repository.check_module(spec)
+    z = (x - spec.normalize.mean) / spec.normalize.std
+    want = np.asarray(mod.Linen().apply(variables, z))
+    np.testing.assert_allclose(spec.reference(x), want, rtol=1e-6, atol=1e-6)
+
+    nx = _entry(tmp_path, "nnx", "make_nnx", 5)
+    direct = mod.Nnx(nnx.Rngs(11))
+    repository.save_version(nx, 1, direct, fmt=fmt)
+    spec = repository.load(nx)
+    np.testing.assert_allclose(spec.reference(x), np.asarray(direct(z)), rtol=1e-6, atol=1e-6)
+
+
+def test_saving_another_format_replaces_the_version(tmp_path: Path) -> None:
+    lin = _entry(tmp_path, "linen", "linen", 3)
+    mod = _model_py(lin, "_fmt_replace")
+    one = mod.Linen().init(jax.random.PRNGKey(1), jnp.zeros((1, 4)))
+    two = mod.Linen().init(jax.random.PRNGKey(2), jnp.zeros((1, 4)))
+    repository.save_version(lin, 1, one, fmt="orbax")
+    repository.save_version(lin, 1, two, fmt="safetensors")
+    assert sorted(p.name for p in (lin / "1").iterdir()) == ["params.safetensors"]
+    got = checkpoint.read(lin / "1" / "params.safetensors")
+    kernel = got["params"]["Dense_0"]["kernel"]
+    np.testing.assert_array_equal(kernel, np.asarray(two["params"]["Dense_0"]["kernel"]))
+
+
+def test_bad_parameters_name_their_file(tmp_path: Path) -> None:
+    """Two formats in one version, a damaged file, an unknown format: each refused,
+    naming the file, before anything is served."""
+    lin = _entry(tmp_path, "linen", "linen", 3)
+    mod = _model_py(lin, "_fmt_bad")
+    variables = mod.Linen().init(jax.random.PRNGKey(1), jnp.zeros((1, 4)))
+    repository.save_version(lin, 1, variables)
+    (lin / "1" / "params.safetensors").write_bytes(b"junk")
+    with pytest.raises(InvalidArgument, match=r"/1: a version holds one of .*found params\.m"):
+        repository.load(lin)
+    (lin / "1" / "params.msgpack").unlink()
+    spec = repository.load(lin)
+    with pytest.raises(InvalidArgument, match=r"params\.safetensors: not a readable safetensors"):
+        repository.check_module(spec)
+    (lin / "1" / "params.safetensors").unlink()
+    (lin / "1" / "checkpoint").mkdir()
+    with pytest.raises(InvalidArgument, match=r"1/checkpoint: not a readable orbax"):
+        repository.check_module(repository.load(lin))
+    with pytest.raises(InvalidArgument, match="unknown parameters format 'npz'"):
+        repository.save_version(lin, 2, variables, fmt="npz")
+    assert repository.versions(lin) == [1]
+    with pytest.raises(InvalidArgument, match="cannot be stored in safetensors"):
+        checkpoint.write(tmp_path / "x", {"a/b": np.zeros(1)}, "safetensors")

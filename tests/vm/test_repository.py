@@ -45,6 +45,7 @@ mean = [5.8, 3.0, 3.8, 1.2]
 std = [0.8, 0.4, 1.8, 0.8]
 [serving]
 batch_sizes = [1, 4]
+workers = 2
 [node]
 group = 2000
 mode = "0660"
@@ -82,11 +83,17 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (d / "config.toml").write_text(config)
     (root / "repo-linen" / "labels.txt").write_text("setosa\nversicolor\nvirginica\n")
     mod = _module(root / "repo-linen")
-    for v in (1, 2):
-        variables = mod.Linen().init(jax.random.PRNGKey(v), jnp.zeros((1, 4)))
-        repository.save_version(root / "repo-linen", v, variables)
-    repository.save_version(root / "nnx-dir", 1, mod.Nnx(nnx.Rngs(42)))
+    # Version 2 (served) as safetensors, the NNX state as an Orbax checkpoint: the
+    # worker reads every format pyflaxdev.checkpoint knows.
+    for v, fmt in ((1, "msgpack"), (2, "safetensors")):
+        repository.save_version(root / "repo-linen", v, _linen_variables(mod, v), fmt=fmt)
+    repository.save_version(root / "nnx-dir", 1, mod.Nnx(nnx.Rngs(42)), fmt="orbax")
     return root
+
+
+def _linen_variables(mod: Any, version: int) -> Any:
+    """Version ``version``'s variables of repo-linen, made again for the reference."""
+    return mod.Linen().init(jax.random.PRNGKey(version), jnp.zeros((1, 4)))
 
 
 def _inputs(n: int) -> np.ndarray[Any, Any]:
@@ -104,12 +111,11 @@ def _serve(entry: Path, name: str) -> WorkerProcess:
 
 def _check_linen(entry: Path) -> None:
     """repo-linen's answers, labels and node (group 2000, 0660) against in-process apply."""
-    from flax import serialization
-
     st = Path(pyflaxdev.model_path("repo-linen")).stat()
     assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (FLAX_GID, 0o660)
+    assert (entry / "2" / "params.safetensors").is_file()
     mod = _module(entry)
-    params = serialization.msgpack_restore((entry / "2" / "params.msgpack").read_bytes())
+    params = _linen_variables(mod, 2)
     x = _inputs(24)
     mean = np.array([5.8, 3.0, 3.8, 1.2], np.float32)
     std = np.array([0.8, 0.4, 1.8, 0.8], np.float32)
@@ -131,6 +137,7 @@ def _check_nnx(entry: Path) -> None:
 
     st = Path(pyflaxdev.model_path("repo-nnx")).stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.getuid(), 0o600)
+    assert (entry / "1" / "checkpoint").is_dir()
     direct = _module(entry).Nnx(nnx.Rngs(42))
     x = _inputs(16)
     want = np.asarray(direct(jnp.asarray(x)))
@@ -147,6 +154,9 @@ def test_linen_and_nnx_models_from_a_repository(repo: Path, cleanup: list[str]) 
     try:
         worker.wait_ready()
         worker.wait_ready(model="repo-nnx")
+        # repo-linen's config asks for two workers: both attached before ready.
+        workers = {n: int((sysfs.model_dir(n) / "workers").read_text()) for n in cleanup}
+        assert workers == {"repo-linen": 2, "repo-nnx": 1}
         _check_linen(repo / "repo-linen")
         _check_nnx(repo / "nnx-dir")
     finally:
