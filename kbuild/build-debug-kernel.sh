@@ -36,7 +36,7 @@ rel=$(cat include/config/kernel.release)
 make -s modules_prepare LOCALVERSION="${rel#"$(make -s kernelversion)"}" >&2
 cp vmlinux.symvers Module.symvers
 [ "$(cat include/config/kernel.release)" = "$rel" ]
-for opt in KASAN PROVE_LOCKING DEBUG_ATOMIC_SLEEP DEBUG_KMEMLEAK UBSAN MODULES; do
+for opt in KASAN PROVE_LOCKING DEBUG_ATOMIC_SLEEP DEBUG_KMEMLEAK UBSAN MODULES MEMCG; do
 	grep -q "^CONFIG_$opt=y" .config || {
 		echo "build-debug-kernel: CONFIG_$opt is not set in the built kernel" >&2
 		exit 1
