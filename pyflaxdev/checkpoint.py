@@ -126,35 +126,21 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+def _flatten(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    from flax.traverse_util import flatten_dict
+
     out: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        key = str(key)
-        if not key or _SEP in key:
-            raise InvalidArgument(
-                f"parameter name {prefix + key!r} cannot be stored in safetensors"
-            )
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}{_SEP}"))
-        else:
-            out[prefix + key] = np.ascontiguousarray(value)
+    for path, value in flatten_dict(tree).items():  # type: ignore[no-untyped-call]
+        if any(not part or _SEP in part for part in path):
+            raise InvalidArgument(f"parameter name {path!r} cannot be stored in safetensors")
+        out[_SEP.join(path)] = np.ascontiguousarray(value)
     return out
 
 
 def _unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split(_SEP)
-        node = tree
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"{name!r} is inside the tensor {part!r}")
-            node = child
-        if leaf in node:
-            raise ValueError(f"{name!r} is both a tensor and a group")
-        node[leaf] = value
-    return tree
+    from flax.traverse_util import unflatten_dict
+
+    return unflatten_dict(dict(flat), sep=_SEP)  # type: ignore[no-untyped-call,no-any-return]
 
 
 def _numpy(tree: Any) -> Any:
