@@ -39,7 +39,10 @@ setup(
     ],
     python_requires=">=3.10",
     packages=find_packages(include=["pyflaxdev", "pyflaxdev.*"]),
-    package_data={"pyflaxdev": ["py.typed"], "pyflaxdev.models": ["*.msgpack", "*.json", "*.npy"]},
+    # The zoo (pyflaxdev.models.ZOO) is a model repository: data, not a Python package.
+    package_data={
+        "pyflaxdev": ["py.typed", "zoo/*/*.toml", "zoo/*/*.txt", "zoo/*/*.npz", "zoo/*/*/*"]
+    },
     setup_requires=["cffi>=1.15"],
     cffi_modules=["bindings/uapi_build.py:ffibuilder"],
     install_requires=[

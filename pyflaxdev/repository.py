@@ -40,6 +40,14 @@
     group = "flax"            # a group name or gid
     mode = "0660"             # octal (default 0600)
 
+    [about]                   # optional, free-form: how it was trained, accuracy, source...
+    heldout_accuracy = 0.967  # (ModelSpec.metadata["about"]; nothing reads it when serving)
+
+A top-level ``heldout = "heldout.npz"`` names held-out inputs (array ``x``,
+``[n, *input.shape]``) and their class labels (``y``), which
+``ModelSpec.heldout()``, ``accuracy()`` and ``flaxdev bench`` use.
+:func:`write_config` writes a ``config.toml`` from a dict.
+
 The parameters of a version are ``<N>/params.msgpack`` (Flax's msgpack),
 ``<N>/params.safetensors`` (one tensor per leaf, named by its path joined with
 ``/``) or ``<N>/checkpoint/`` (an Orbax checkpoint): one of them, see
@@ -86,6 +94,7 @@ __all__ = [
     "load",
     "save_version",
     "versions",
+    "write_config",
 ]
 
 CONFIG = "config.toml"
@@ -96,7 +105,7 @@ PARAMS = "params.msgpack"  # what save_version writes unless told otherwise
 _NO_VERSION = "no version (a numbered directory with " + " or ".join(checkpoint.FORMATS.values())
 
 _TOP_KEYS = {"name", "module", "post", "topk", "threshold", "labels", "input", "output"}
-_TOP_KEYS |= {"normalize", "serving", "node"}
+_TOP_KEYS |= {"normalize", "serving", "node", "heldout", "about"}
 _TABLE_KEYS: dict[str, set[str]] = {
     "input": {"shape", "dtype"},
     "output": {"shape"},
@@ -161,15 +170,17 @@ def _ints(entry: Path, value: Any, key: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _read_config(entry: Path) -> dict[str, Any]:
+def _read_config(entry: Path, file: Path | None = None) -> dict[str, Any]:
     try:
-        with (entry / CONFIG).open("rb") as f:
+        with (file or entry / CONFIG).open("rb") as f:
             config = tomllib.load(f)
     except FileNotFoundError:
         raise ModelNotFound(f"{entry} is not a model's directory: no {CONFIG}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"{entry / CONFIG}: {exc}") from None
     _check_keys(entry, config, _TOP_KEYS, "the top level")
+    if not isinstance(config.get("about", {}), dict):
+        raise InvalidArgument(f"{_where(entry, 'about')} must be a table ([about])")
     for table, allowed in _TABLE_KEYS.items():
         if table in config:
             if not isinstance(config[table], dict):
@@ -334,8 +345,14 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
             loaded.append(_Loaded(factory))
         return loaded[0]
 
-    def no_heldout() -> Any:
-        raise InvalidArgument(f"model {name!r} from {entry} has no held-out data")
+    heldout: list[tuple[Any, Any]] = []
+
+    def load_heldout() -> tuple[Any, Any]:
+        if "heldout" not in config:
+            raise InvalidArgument(f"model {name!r} from {entry} has no held-out data")
+        if not heldout:
+            heldout.append(_read_heldout(entry, str(config["heldout"]), input_spec))
+        return heldout[0]
 
     sizes = serving.get("batch_sizes")
     return ModelSpec(
@@ -348,8 +365,9 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         labels=labels,
         make_module=lambda: built().apply,
         load_params=lambda: built().restore(params_path),
-        load_heldout=no_heldout,
+        load_heldout=load_heldout,
         metadata={
+            "about": config.get("about", {}),
             "repository": str(entry),
             "version": chosen,
             "versions": known,
@@ -359,6 +377,23 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         batch_sizes=_ints(entry, sizes, "serving.batch_sizes") if sizes is not None else None,
         timeout_ms=int(serving.get("timeout_ms", 0)),
     )
+
+
+def _read_heldout(entry: Path, file: str, input_spec: TensorSpec) -> tuple[Any, Any]:
+    """``heldout``'s arrays: ``x`` ``[n, *input.shape]`` (input dtype), ``y`` int64 ``[n]``."""
+    try:
+        with np.load(entry / file, allow_pickle=False) as data:
+            x, y = data["x"], data["y"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InvalidArgument(f"{_where(entry, 'heldout')}: {entry / file}: {exc}") from None
+    if x.shape[1:] != input_spec.shape or x.dtype != input_spec.dtype or y.shape != x.shape[:1]:
+        raise InvalidArgument(
+            f"{_where(entry, 'heldout')}: {entry / file} holds x {x.dtype}{list(x.shape)} and"
+            f" y{list(y.shape)}, not [n, *input.shape] of {input_spec.dtype} and [n]"
+        )
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
 
 def check_module(spec: ModelSpec) -> None:
@@ -399,3 +434,41 @@ def save_version(entry: str | Path, version: int, variables: Any, *, fmt: str = 
     else:
         tree = variables
     return checkpoint.write(Path(entry) / str(version), tree, fmt)
+
+
+def _toml(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))  # shortest repr: reads back as the same double
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_toml(v, key) for v in list(value)) + "]"
+    raise InvalidArgument(f"config key {key!r}: cannot write {type(value).__name__} as TOML")
+
+
+def _toml_table(table: Mapping[str, Any], prefix: str) -> list[str]:
+    lines = [f"{k} = {_toml(v, k)}" for k, v in table.items() if not isinstance(v, Mapping)]
+    for k, v in table.items():
+        if isinstance(v, Mapping):
+            lines += ["", f"[{prefix}{k}]", *_toml_table(v, f"{prefix}{k}.")]
+    return lines
+
+
+def write_config(entry: str | Path, config: Mapping[str, Any]) -> Path:
+    """Write ``entry/config.toml`` from ``config`` (tables as dicts; strings, numbers,
+    booleans and lists of them as values), then read it back as :func:`load` does:
+    an unknown key or a missing one is refused before the file is in place."""
+    entry = Path(entry)
+    entry.mkdir(parents=True, exist_ok=True)
+    tmp = entry / f".{CONFIG}.tmp"
+    tmp.write_text("\n".join(_toml_table(config, "")).lstrip("\n") + "\n", encoding="utf-8")
+    try:
+        _read_config(entry, tmp)
+        tmp.replace(entry / CONFIG)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return entry / CONFIG

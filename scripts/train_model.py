@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train a shipped classifier (``digits``, ``patches``) and write the files the package ships.
 
-Writes ``pyflaxdev/models/<name>.msgpack``, ``<name>_meta.json`` and
-``<name>_heldout.npy`` (:mod:`pyflaxdev.models.classifier`).  Training is
+Writes the zoo entry ``pyflaxdev/zoo/<name>/`` (config.toml, labels.txt,
+heldout.npz, 1/params.msgpack: :mod:`pyflaxdev.models.classifier`).  Training is
 deterministic; run it again and the files do not change (on the same CPU and
 library versions).
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print("shipped weights " + ("match" if same else "DIFFER"), file=sys.stderr)
         return 0 if same else 1
     model.save(result)
-    print(f"wrote {model.WEIGHTS}, {model.META} and {model.HELDOUT}", file=sys.stderr)
+    print(f"wrote {model.ENTRY}", file=sys.stderr)
     return 0
 
 

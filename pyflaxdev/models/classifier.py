@@ -1,20 +1,19 @@
-"""What the shipped classifiers (``digits``, ``patches``) share: training, files, spec.
+"""What the shipped classifiers (``digits``, ``patches``) share: training, and their entries.
 
 Each is trained deterministically at build time (fixed PRNG key, full-batch
-AdamW, a fixed number of steps) on data a package ships, and the package ships
-three files per model: ``<name>.msgpack`` (``flax.serialization.to_bytes`` of
-the params), ``<name>_meta.json`` (shapes, the float32 normalisation constants,
-post chain, labels, how it was trained, held-out accuracy and labels, the
-weights' SHA-256) and ``<name>_heldout.npy`` (the held-out inputs), so that using
-a model needs neither the training data's package nor training.
+AdamW, a fixed number of steps) on data a package ships, and is shipped as an
+ordinary entry of the package's model repository, ``pyflaxdev/zoo/<name>/``
+(:data:`pyflaxdev.models.ZOO`, :mod:`pyflaxdev.repository`): ``config.toml``
+(shapes, the float32 normalisation constants, post chain, and in ``[about]``
+how it was trained, its held-out accuracy and the weights' SHA-256),
+``labels.txt``, ``heldout.npz`` (held-out inputs ``x`` and labels ``y``) and
+``1/params.msgpack`` (``flax.serialization.to_bytes`` of the params), so that
+using a model needs neither the training data's package nor training.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pyflaxdev.models.spec import ModelSpec
 from pyflaxdev.reference import normalize
-from pyflaxdev.spec import Normalization, TensorSpec
+from pyflaxdev.spec import Normalization
 
-__all__ = ["Files", "Recipe", "Split", "TrainResult", "load_spec", "params_bytes", "save", "train"]
+__all__ = ["Recipe", "Split", "TrainResult", "params_bytes", "save", "train"]
+
+#: The version the shipped weights are (the zoo's entries have one).
+VERSION = 1
 
 #: ``(x_train, y_train, x_test, y_test)``.
 Split = tuple[npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.int64]]
@@ -61,22 +62,6 @@ class Recipe:
             "init_seed": self.init_seed,
             "full_batch": True,
         }
-
-
-@dataclass(frozen=True)
-class Files:
-    """Where a shipped model's three files live."""
-
-    weights: Path
-    meta: Path
-    heldout: Path
-
-    @classmethod
-    def beside(cls, module_file: str, name: str) -> Files:
-        here = Path(module_file).resolve().parent
-        return cls(
-            here / f"{name}.msgpack", here / f"{name}_meta.json", here / f"{name}_heldout.npy"
-        )
 
 
 def train(module: Any, split: Split, norm: Normalization, recipe: Recipe) -> TrainResult:
@@ -120,64 +105,35 @@ def params_bytes(params: Any) -> bytes:
 
 
 def save(
-    result: TrainResult, files: Files, split: Split, info: dict[str, Any], recipe: Recipe
+    result: TrainResult, entry: Path, split: Split, config: dict[str, Any], recipe: Recipe
 ) -> None:
-    """Write the three files; ``info`` is the model-specific part of the metadata.
+    """Write the zoo entry ``entry``; ``config`` is the model-specific part of its
+    ``config.toml`` (at least ``name``, ``module``, ``input``, ``output``, ``post``,
+    ``topk``; ``labels`` as a list, written to ``labels.txt``; ``[about]``).  The
+    normalisation, the recipe, held-out accuracy and the weights' hash are added."""
+    from pyflaxdev import repository
 
-    ``info`` gives at least ``name``, ``input_shape``, ``input_dtype``,
-    ``output_shape``, ``post``, ``topk`` and ``labels``; the normalisation,
-    the recipe, held-out accuracy and labels and the weights' hash are added.
-    """
     data = params_bytes(result.params)
-    files.weights.write_bytes(data)
+    version = entry / str(VERSION)
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "params.msgpack").write_bytes(data)
     _, _, x_test, y_test = split
-    np.save(files.heldout, np.ascontiguousarray(x_test), allow_pickle=False)
+    np.savez(entry / "heldout.npz", x=np.ascontiguousarray(x_test), y=y_test)
+    config = dict(config)
+    (entry / "labels.txt").write_text("".join(f"{v}\n" for v in config["labels"]), "utf-8")
     norm = result.normalize
-    meta = dict(info)
-    meta["normalize"] = {
-        "scale": norm.scale,
-        "mean": [float(v) for v in np.asarray(norm.mean).ravel()],
-        "std": [float(v) for v in np.asarray(norm.std).ravel()],
-    }
-    meta["training"] = {**recipe.info(), "final_loss": result.final_loss}
-    meta["heldout_accuracy"] = result.accuracy
-    meta["heldout_labels"] = [int(v) for v in y_test]
-    meta["weights_sha256"] = hashlib.sha256(data).hexdigest()
-    files.meta.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-
-
-def load_spec(files: Files, make_module: Callable[[], Any]) -> ModelSpec:
-    """The shipped model described by ``files.meta`` (weights and held-out data load lazily)."""
-    meta = json.loads(files.meta.read_text(encoding="utf-8"))
-    norm = meta["normalize"]
-
-    def load_params() -> Any:
-        from flax import serialization
-
-        return serialization.msgpack_restore(files.weights.read_bytes())
-
-    @functools.cache
-    def heldout() -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
-        x = np.load(files.heldout, allow_pickle=False)
-        y = np.asarray(meta["heldout_labels"], dtype=np.int64)
-        x.setflags(write=False)
-        y.setflags(write=False)
-        return x, y
-
-    return ModelSpec(
-        name=meta["name"],
-        input=TensorSpec(tuple(meta["input_shape"]), np.dtype(meta["input_dtype"])),
-        output=TensorSpec(tuple(meta["output_shape"]), np.dtype(np.float32)),
-        normalize=Normalization(
-            float(np.float32(norm["scale"])),
-            np.asarray(norm["mean"], dtype=np.float32),
-            np.asarray(norm["std"], dtype=np.float32),
-        ),
-        post=tuple(meta["post"]),
-        topk=int(meta["topk"]),
-        labels=tuple(meta["labels"]),
-        make_module=make_module,
-        load_params=load_params,
-        load_heldout=heldout,
-        metadata=meta,
+    about = dict(config.pop("about", {}))
+    about["training"] = {**recipe.info(), "final_loss": result.final_loss}
+    about["heldout_accuracy"] = result.accuracy
+    about["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    config.update(
+        labels="labels.txt",
+        heldout="heldout.npz",
+        normalize={
+            "scale": norm.scale,
+            "mean": [float(v) for v in np.asarray(norm.mean).ravel()],
+            "std": [float(v) for v in np.asarray(norm.std).ravel()],
+        },
+        about=about,
     )
+    repository.write_config(entry, config)

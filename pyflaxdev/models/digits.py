@@ -8,9 +8,10 @@ mean and std (std 0 -> 1).  Training is deterministic: fixed PRNG key,
 full-batch AdamW, a fixed number of steps.
 
 ``scripts/train_model.py digits`` calls :func:`train` and :func:`save`; the package
-ships ``digits.msgpack``, ``digits_meta.json`` and ``digits_heldout.npy``
-(:mod:`pyflaxdev.models.classifier`), so that using the model needs neither
-scikit-learn (slow to import in the test VM) nor training.
+ships the result as the zoo entry ``pyflaxdev/zoo/digits/`` (config, labels,
+held-out images, version 1's weights: :mod:`pyflaxdev.models.classifier`), so
+that using the model needs neither scikit-learn (slow to import in the test VM)
+nor training.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pyflaxdev.models import classifier
+from pyflaxdev.models import ZOO, classifier
 from pyflaxdev.models.classifier import TrainResult, params_bytes
 from pyflaxdev.models.spec import ModelSpec
 from pyflaxdev.spec import Normalization
@@ -31,10 +32,10 @@ from pyflaxdev.spec import Normalization
 __all__ = ["TrainResult", "load_split", "make_module", "params_bytes", "save", "spec", "train"]
 
 NAME = "digits"
-FILES = classifier.Files.beside(__file__, NAME)
-WEIGHTS: Path = FILES.weights
-META: Path = FILES.meta
-HELDOUT: Path = FILES.heldout
+#: The zoo entry (:mod:`pyflaxdev.repository`) and the files in it the package ships.
+ENTRY: Path = ZOO / NAME
+WEIGHTS: Path = ENTRY / str(classifier.VERSION) / "params.msgpack"
+HELDOUT: Path = ENTRY / "heldout.npz"
 
 TEST_SIZE = 360
 SPLIT_SEED = 0
@@ -114,20 +115,24 @@ def train(steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> TrainResu
 
 def save(result: TrainResult) -> None:
     """Write the weights, the metadata and the held-out images next to this module."""
-    info = {
+    config = {
         "name": NAME,
-        "input_shape": [8, 8],
-        "input_dtype": "uint8",
-        "output_shape": [CLASSES],
+        "module": f"{__name__}:make_module",
+        "input": {"shape": [8, 8], "dtype": "uint8"},
+        "output": {"shape": [CLASSES]},
         "post": list(POST),
         "topk": TOPK,
         "labels": list(LABELS),
-        "architecture": {"module": "DigitsMLP", "hidden": list(HIDDEN), "classes": CLASSES},
-        "split": {"test_size": TEST_SIZE, "random_state": SPLIT_SEED, "stratify": True},
+        "about": {
+            "architecture": {"module": "DigitsMLP", "hidden": list(HIDDEN), "classes": CLASSES},
+            "split": {"test_size": TEST_SIZE, "random_state": SPLIT_SEED, "stratify": True},
+        },
     }
-    classifier.save(result, FILES, load_split(), info, RECIPE)
+    classifier.save(result, ENTRY, load_split(), config, RECIPE)
 
 
 def spec() -> ModelSpec:
-    """The shipped ``digits`` model (reads ``digits_meta.json``; weights load lazily)."""
-    return classifier.load_spec(FILES, make_module)
+    """The shipped ``digits`` model: its zoo entry (weights load lazily)."""
+    from pyflaxdev import repository
+
+    return repository.load(ENTRY)

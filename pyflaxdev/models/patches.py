@@ -13,9 +13,9 @@ hot path of the kernel's vectorised normalisation (uint8, channel-last).
 The network: three 3x3 convolutions with stride 2 (16, 32, 32 channels, relu),
 a global mean over the 8x8 positions left, and a dense layer to the four
 logits.  Training is deterministic: fixed PRNG key, full-batch AdamW, a fixed
-number of steps.  ``scripts/train_patches.py`` writes ``patches.msgpack``,
-``patches_meta.json`` and ``patches_heldout.npy`` (:mod:`pyflaxdev.models.classifier`),
-so that using the model needs neither scikit-learn nor training.
+number of steps.  ``scripts/train_model.py patches`` writes the zoo entry
+``pyflaxdev/zoo/patches/`` (:mod:`pyflaxdev.models.classifier`), so that using
+the model needs neither scikit-learn nor training.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pyflaxdev.models import classifier
+from pyflaxdev.models import ZOO, classifier
 from pyflaxdev.models.classifier import TrainResult, params_bytes
 from pyflaxdev.models.spec import ModelSpec
 from pyflaxdev.spec import Normalization
@@ -36,10 +36,10 @@ from pyflaxdev.spec import Normalization
 __all__ = ["TrainResult", "load_split", "make_module", "params_bytes", "save", "spec", "train"]
 
 NAME = "patches"
-FILES = classifier.Files.beside(__file__, NAME)
-WEIGHTS: Path = FILES.weights
-META: Path = FILES.meta
-HELDOUT: Path = FILES.heldout
+#: The zoo entry (:mod:`pyflaxdev.repository`) and the files in it the package ships.
+ENTRY: Path = ZOO / NAME
+WEIGHTS: Path = ENTRY / str(classifier.VERSION) / "params.msgpack"
+HELDOUT: Path = ENTRY / "heldout.npz"
 
 SIZE = 64
 TRAIN_PER_CLASS = 160
@@ -134,26 +134,34 @@ def train(steps: int = STEPS, learning_rate: float = LEARNING_RATE) -> TrainResu
 
 def save(result: TrainResult) -> None:
     """Write the weights, the metadata and the held-out patches next to this module."""
-    info = {
+    config = {
         "name": NAME,
-        "input_shape": [SIZE, SIZE, 3],
-        "input_dtype": "uint8",
-        "output_shape": [CLASSES],
+        "module": f"{__name__}:make_module",
+        "input": {"shape": [SIZE, SIZE, 3], "dtype": "uint8"},
+        "output": {"shape": [CLASSES]},
         "post": list(POST),
         "topk": TOPK,
         "labels": list(LABELS),
-        "architecture": {"module": "PatchesCNN", "features": list(FEATURES), "classes": CLASSES},
-        "data": {
-            "source": "sklearn.datasets.load_sample_images (china.jpg, flower.jpg)",
-            "classes": "top and bottom half of each photo",
-            "train_per_class": TRAIN_PER_CLASS,
-            "test_per_class": TEST_PER_CLASS,
-            "seed": SPLIT_SEED,
+        "about": {
+            "architecture": {
+                "module": "PatchesCNN",
+                "features": list(FEATURES),
+                "classes": CLASSES,
+            },
+            "data": {
+                "source": "sklearn.datasets.load_sample_images (china.jpg, flower.jpg)",
+                "classes": "top and bottom half of each photo",
+                "train_per_class": TRAIN_PER_CLASS,
+                "test_per_class": TEST_PER_CLASS,
+                "seed": SPLIT_SEED,
+            },
         },
     }
-    classifier.save(result, FILES, load_split(), info, RECIPE)
+    classifier.save(result, ENTRY, load_split(), config, RECIPE)
 
 
 def spec() -> ModelSpec:
-    """The shipped ``patches`` model (reads ``patches_meta.json``; weights load lazily)."""
-    return classifier.load_spec(FILES, make_module)
+    """The shipped ``patches`` model: its zoo entry (weights load lazily)."""
+    from pyflaxdev import repository
+
+    return repository.load(ENTRY)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 
@@ -45,7 +44,7 @@ def test_description(spec):
 
 
 def test_shipped_files_match_metadata():
-    meta = json.loads(digits.META.read_text())
+    meta = models.get("digits").metadata["about"]
     assert hashlib.sha256(digits.WEIGHTS.read_bytes()).hexdigest() == meta["weights_sha256"]
     assert meta["heldout_accuracy"] >= MIN_ACCURACY
 
@@ -115,7 +114,7 @@ def test_training_is_deterministic_and_reproduces_the_shipped_model(spec):
     second = digits.train()
     assert digits.params_bytes(first.params) == digits.params_bytes(second.params)
     assert first.accuracy >= MIN_ACCURACY
-    meta = json.loads(digits.META.read_text())
+    meta = spec.metadata["about"]
     assert first.accuracy == pytest.approx(meta["heldout_accuracy"])
     # Same predictions as the shipped weights (bytes may differ on another CPU/XLA build).
     x, _ = spec.heldout()

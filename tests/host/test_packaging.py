@@ -38,7 +38,9 @@ def test_one_abi3_wheel(wheel: Path) -> None:
     assert "pyflaxdev/_uapi.abi3.so" in names
     assert not [n for n in names if n.endswith(".so") and "abi3" not in n]
     assert any(n.endswith("licenses/LICENSE") for n in names)
-    for data in ("models/digits.msgpack", "models/patches.msgpack", "py.typed"):
+    zoo = ("zoo/digits/config.toml", "zoo/digits/1/params.msgpack", "zoo/digits/heldout.npz")
+    zoo += ("zoo/patches/labels.txt", "zoo/patches/1/params.msgpack")
+    for data in (*zoo, "py.typed"):
         assert f"pyflaxdev/{data}" in names, data
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
@@ -34,7 +33,7 @@ def test_description(spec):
 
 
 def test_shipped_files_match_metadata():
-    meta = json.loads(patches.META.read_text())
+    meta = models.get("patches").metadata["about"]
     assert hashlib.sha256(patches.WEIGHTS.read_bytes()).hexdigest() == meta["weights_sha256"]
     assert meta["heldout_accuracy"] >= MIN_ACCURACY
 
@@ -60,6 +59,6 @@ def test_preprocess_is_the_per_channel_float32_formula(spec):
 
 
 def test_heldout_accuracy_in_process(spec):
-    meta = json.loads(patches.META.read_text())
+    meta = spec.metadata["about"]
     assert spec.accuracy() == pytest.approx(meta["heldout_accuracy"])
     assert spec.accuracy() >= MIN_ACCURACY

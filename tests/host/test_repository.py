@@ -260,3 +260,57 @@ def test_bad_parameters_name_their_file(tmp_path: Path) -> None:
     assert repository.versions(lin) == [1]
     with pytest.raises(InvalidArgument, match="cannot be stored in safetensors"):
         checkpoint.write(tmp_path / "x", {"a/b": np.zeros(1)}, "safetensors")
+
+
+def test_heldout_and_about(repo: Path) -> None:
+    lin = repo / "iris-linen"
+    with pytest.raises(InvalidArgument, match="has no held-out data"):
+        repository.load(lin).heldout()
+    x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], np.float32)
+    np.savez(lin / "heldout.npz", x=x, y=np.array([0, 2]))
+    text = (lin / "config.toml").read_text()
+    (lin / "config.toml").write_text(
+        'heldout = "heldout.npz"\n' + text + '\n[about]\nsource = "iris"\n'
+    )
+    spec = repository.load(lin)
+    got_x, got_y = spec.heldout()
+    assert np.array_equal(got_x, x) and got_y.tolist() == [0, 2] and got_y.dtype == np.int64
+    assert spec.metadata["about"] == {"source": "iris"}
+    np.savez(lin / "heldout.npz", x=x[:, :3], y=np.array([0, 2]))
+    with pytest.raises(InvalidArgument, match=r"config.toml: heldout: .*x float32\[2, 3\]"):
+        repository.load(lin).heldout()
+    (lin / "config.toml").write_text("about = 3\n" + text)
+    with pytest.raises(InvalidArgument, match=r"config.toml: about must be a table"):
+        repository.load(lin)
+
+
+def test_write_config_round_trips_and_refuses_unknown_keys(tmp_path: Path) -> None:
+    config = {
+        "module": "model.py:linen",
+        "post": ["softmax"],
+        "input": {"shape": [4], "dtype": "float32"},
+        "output": {"shape": [3]},
+        "normalize": {"scale": 1 / 255, "mean": [0.1, 1e-7, 3.0, -2.5], "std": [1.0] * 4},
+        "about": {"note": 'say "hi"\\n', "nested": {"ok": True, "n": 3}},
+    }
+    path = repository.write_config(tmp_path / "m", config)
+    assert repository._read_config(tmp_path / "m") == config
+    with pytest.raises(InvalidArgument, match="unknown key 'bogus' in the top level"):
+        repository.write_config(tmp_path / "m", {**config, "bogus": 1})
+    assert repository._read_config(tmp_path / "m") == config  # the old file is untouched
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.toml"]
+
+
+@pytest.mark.parametrize("name", ["digits", "patches"])
+def test_the_zoo_is_a_repository(name: str) -> None:
+    """The shipped classifiers are ordinary entries: the same loader, the same checks."""
+    from pyflaxdev import models
+
+    assert [p.name for p in repository.entries(models.ZOO)] == ["digits", "patches"]
+    spec = models.get(name)
+    assert spec.metadata["repository"] == str(models.ZOO / name)
+    assert spec.metadata["version"] == 1 and repository.latest_version(models.ZOO / name) == 1
+    repository.check_module(spec)
+    x, y = spec.heldout()
+    assert len(x) == len(y) and x.shape[1:] == spec.input.shape
+    assert spec.accuracy() == pytest.approx(spec.metadata["about"]["heldout_accuracy"])

@@ -1,6 +1,6 @@
 """``patches`` end to end through /dev/flax: 64x64 RGB images vs in-process ``apply``.
 
-The shipped CNN (pyflaxdev/models/patches.py) on its held-out photo patches:
+The shipped CNN (pyflaxdev/zoo/patches, pyflaxdev/models/patches.py) on its held-out patches:
 the kernel normalises each uint8 HWC image per channel (its vectorised path)
 into the slot, the worker runs the CNN, the kernel takes softmax and top-k.
 Every result must be the in-process reference's (``jax.nn.softmax`` of
@@ -48,7 +48,7 @@ def test_heldout_images_match_in_process_apply(patches: models.ModelSpec) -> Non
     top1 = np.array([r.top for r in results])
     np.testing.assert_array_equal(top1, logits.argmax(axis=1))
     accuracy = float(np.mean(top1 == y))
-    assert accuracy == patches.metadata["heldout_accuracy"]
+    assert accuracy == patches.metadata["about"]["heldout_accuracy"]
 
     stats = sysfs.read_status("patches").stats
     assert stats.requests == len(x) and stats.pre_ns
