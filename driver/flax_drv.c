@@ -109,6 +109,12 @@ MODULE_PARM_DESC(
 	max_retries,
 	"Requeues of a job whose worker went away before it fails with EIO (0-16, default 1)");
 
+int flax_norm_table = -1;
+module_param_named(norm_table, flax_norm_table, int, 0444);
+MODULE_PARM_DESC(
+	norm_table,
+	"Normalise uint8 input with at most 16 mean/std pairs through a table: -1 times it against the vector loop at load and keeps the faster (default), 0 never, 1 always; reads back the choice");
+
 /**
  * flax_copy_struct_to_user() - copy an extensible struct out to user space.
  * @dst: user destination.
@@ -334,6 +340,10 @@ static int __init flax_check_params(void)
 		pr_err("max_retries must be 0 to %u\n", FLAX_MAX_RETRIES_LIMIT);
 		return -EINVAL;
 	}
+	if (flax_norm_table < -1 || flax_norm_table > 1) {
+		pr_err("norm_table must be -1, 0 or 1\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -371,6 +381,8 @@ static int __init flax_init(void)
 		return ret;
 	pr_debug("normalisation: %s\n",
 		 flax_ops_init() == FLAX_NORM_PATH_AVX2 ? "AVX2" : "SSE2");
+	if (flax_norm_table < 0)
+		flax_norm_table = flax_norm_table_faster();
 
 	ret = flax_nodes_init();
 	if (ret) {

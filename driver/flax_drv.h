@@ -25,6 +25,8 @@ extern unsigned int flax_max_timeout_ms;
 extern unsigned int flax_max_pending;
 extern unsigned int flax_nslots;
 extern unsigned int flax_max_retries;
+/* 0 or 1 once loaded: whether uint8 input normalises through a table. */
+extern int flax_norm_table;
 
 /* Most models that may exist at once: the cap on max_models. */
 #define FLAX_MAX_MODELS_LIMIT 1024

@@ -392,7 +392,9 @@ static void flax_slot_put(struct flax_model *model, struct flax_slot *slot)
 
 /*
  * FLAX_PRE_NORMALIZE in place, in FPU sections of flax_normalize_chunk()
- * elements (each bounded in time), with a scheduling point between them.
+ * elements (each bounded in time), with a scheduling point between them;
+ * or, when the configuration has a uint8 table (struct flax_cfg.lut), by
+ * flax_norm_lut_apply() in integer code, rescheduling as often.
  * The chunks go from the end: widening to float32 writes float i over
  * the input bytes of elements at or after i, so every element must be
  * read before anything below it is written.  flax_normalize() runs
@@ -411,10 +413,18 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 	const struct flax_cfg *cfg;
 	struct flax_norm norm;
 	u32 *pairs = local;
+	u32 *lut = NULL;
+	bool same;
 	u32 chunk;
 	int ret = 0;
 
-	if (count > FLAX_NORM_PAIRS_ONSTACK) {
+	/* Fixed at creation (flax_model_init_cfg()): the same for every cfg. */
+	if (flax_norm_takes_table(&model->desc)) {
+		lut = kvmalloc_array(count, FLAX_NORM_LUT_VALUES * sizeof(u32),
+				     GFP_KERNEL_ACCOUNT);
+		if (!lut)
+			return -ENOMEM;
+	} else if (count > FLAX_NORM_PAIRS_ONSTACK) {
 		pairs = kvmalloc_array(count, 2 * sizeof(u32),
 				       GFP_KERNEL_ACCOUNT);
 		if (!pairs)
@@ -423,17 +433,34 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 	rcu_read_lock();
 	cfg = rcu_dereference(model->cfg);
 	norm = cfg->norm;
-	if (norm.count == count) {
+	same = norm.count == count && !lut == !cfg->lut;
+	if (same && lut) {
+		memcpy(lut, cfg->lut,
+		       (size_t)count * FLAX_NORM_LUT_VALUES * sizeof(u32));
+	} else if (same) {
 		memcpy(pairs, norm.mean, (size_t)count * sizeof(u32));
 		memcpy(pairs + count, norm.std, (size_t)count * sizeof(u32));
 	}
 	rcu_read_unlock();
-	if (norm.count != count) {
+	if (!same) {
 		ret = -EINVAL;
 		goto out_free;
 	}
 	norm.mean = pairs;
 	norm.std = pairs + count;
+
+	if (lut) {
+		while (end) {
+			u32 n = (end - 1) % FLAX_NORM_LUT_CHUNK + 1;
+			u32 first = end - n;
+
+			flax_norm_lut_apply(buf + (size_t)first * sizeof(u32),
+					    buf + first, first, n, lut, &norm);
+			end = first;
+			cond_resched();
+		}
+		goto out_free;
+	}
 
 	chunk = flax_normalize_chunk(dtype, &norm);
 	while (end && !ret) {
@@ -451,7 +478,76 @@ static int flax_preprocess(const struct flax_model *model, void *buf)
 out_free:
 	if (pairs != local)
 		kvfree(pairs);
+	kvfree(lut);
 	return ret;
+}
+
+/*
+ * Elements of the load-time timing, a 64x64 RGB image per channel: the
+ * vector loop (flax_normalize(), in an FPU section) against the table
+ * (flax_norm_lut_apply()), best of a few runs each, as the kernel's RAID
+ * code times its routines at load.  On hardware the vector loops win;
+ * under an emulator such as QEMU's TCG, where each float operation is a
+ * call into its soft float, the table's integer loads do.  Both give the
+ * same bits.
+ */
+#define FLAX_NORM_BENCH_ELEMS (64 * 64 * 3)
+
+/**
+ * flax_norm_table_faster() - time uint8 normalisation both ways.
+ *
+ * Context: module load; may sleep.
+ *
+ * Return: 1 if the table is faster, else 0 (also when out of memory).
+ */
+int flax_norm_table_faster(void)
+{
+	static const u32 mean[3] = { 0x3ef851ec, 0x3ee978d5, 0x3ecfdf3b };
+	static const u32 std[3] = { 0x3e6a7efa, 0x3e656042, 0x3e666666 };
+	const struct flax_norm norm = {
+		.count = 3,
+		.inner = 1,
+		.scale = 0x3b808081, /* 1/255 */
+		.mean = mean,
+		.std = std,
+	};
+	u64 vec = U64_MAX, tab = U64_MAX, t0, t1, t2;
+	u32 *lut, *out;
+	u8 *in;
+	int i, ret;
+
+	lut = kvmalloc(3 * FLAX_NORM_LUT_VALUES * sizeof(u32) +
+			       FLAX_NORM_BENCH_ELEMS * (sizeof(u32) + 1),
+		       GFP_KERNEL);
+	if (!lut)
+		return 0;
+	out = lut + 3 * FLAX_NORM_LUT_VALUES;
+	in = (u8 *)(out + FLAX_NORM_BENCH_ELEMS);
+	for (i = 0; i < FLAX_NORM_BENCH_ELEMS; i++)
+		in[i] = (u8)(i * 37 + (i >> 7));
+	flax_fpu_begin();
+	ret = flax_norm_lut_fill(lut, &norm);
+	flax_fpu_end();
+	for (i = 0; !ret && i < 5; i++) {
+		t0 = ktime_get_ns();
+		flax_fpu_begin();
+		ret = flax_normalize(out, in, FLAX_DTYPE_UINT8, 0,
+				     FLAX_NORM_BENCH_ELEMS, &norm);
+		flax_fpu_end();
+		t1 = ktime_get_ns();
+		flax_norm_lut_apply(out, in, 0, FLAX_NORM_BENCH_ELEMS, lut,
+				    &norm);
+		t2 = ktime_get_ns();
+		vec = min(vec, t1 - t0);
+		tab = min(tab, t2 - t1);
+		cond_resched();
+	}
+	kvfree(lut);
+	if (ret)
+		return 0;
+	pr_debug("uint8 normalisation: vector %llu ns, table %llu ns\n", vec,
+		 tab);
+	return tab < vec;
 }
 
 /* Copies the result out to the caller's buffer. */

@@ -36,6 +36,7 @@ struct flax_shell {
 
 void flax_model_kill(struct flax_model *model);
 
+int flax_norm_table_faster(void);
 int flax_ioctl_infer(struct file *file, void __user *argp, unsigned int usize);
 int flax_model_infer_text(struct flax_model *model, const void *input,
 			  size_t in_len, char **text, size_t *len);

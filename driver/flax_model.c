@@ -178,18 +178,32 @@ static int flax_check_norm(const struct flax_model_desc *desc, u32 in_elems)
 	return 0;
 }
 
-/* A configuration with room for @count mean/std pairs, zeroed. */
-static struct flax_cfg *flax_cfg_alloc(u32 count)
+/* u32s of a configuration's @data: the pairs, then the table if it has one. */
+static size_t flax_cfg_words(u32 count, bool lut)
+{
+	size_t words = 2 * (size_t)count;
+
+	if (lut)
+		words += (size_t)count * FLAX_NORM_LUT_VALUES;
+	return words;
+}
+
+/*
+ * A configuration with room for @count mean/std pairs and, with @lut, their
+ * uint8 table, zeroed.
+ */
+static struct flax_cfg *flax_cfg_alloc(u32 count, bool lut)
 {
 	struct flax_cfg *cfg;
 
-	cfg = kvzalloc(struct_size(cfg, data, 2 * (size_t)count),
+	cfg = kvzalloc(struct_size(cfg, data, flax_cfg_words(count, lut)),
 		       GFP_KERNEL_ACCOUNT);
 	if (!cfg)
 		return NULL;
 	cfg->norm.count = count;
 	cfg->norm.mean = cfg->data;
 	cfg->norm.std = cfg->data + count;
+	cfg->lut = lut ? cfg->data + 2 * (size_t)count : NULL;
 	return cfg;
 }
 
@@ -198,7 +212,7 @@ static struct flax_cfg *flax_cfg_alloc(u32 count)
  * @model: the model.
  * @cfg: the configuration, its sizes not yet filled in.
  *
- * Fills in @cfg->result_size and @cfg->text_size.
+ * Fills in @cfg->result_size, @cfg->text_size and @cfg->lut.
  *
  * Return: 0 or -EINVAL.
  */
@@ -227,6 +241,16 @@ static int flax_cfg_check(const struct flax_model *model, struct flax_cfg *cfg)
 	}
 	cfg->result_size = flax_post_result_size(&model->post, cfg->topk);
 	cfg->text_size = flax_post_text_size(&model->post, cfg->topk);
+	if (cfg->lut) {
+		int ret;
+
+		/* At most 4096 elements: one bounded section. */
+		flax_fpu_begin();
+		ret = flax_norm_lut_fill(cfg->lut, norm);
+		flax_fpu_end();
+		if (ret)
+			return -EINVAL;
+	}
 	return 0;
 }
 
@@ -245,12 +269,14 @@ struct flax_cfg *flax_cfg_dup(struct flax_model *model)
 	lockdep_assert_held(&model->cfg_lock);
 	old = rcu_dereference_protected(model->cfg,
 					lockdep_is_held(&model->cfg_lock));
-	cfg = flax_cfg_alloc(old->norm.count);
+	cfg = flax_cfg_alloc(old->norm.count, old->lut);
 	if (!cfg)
 		return NULL;
-	memcpy(cfg, old, struct_size(cfg, data, 2 * (size_t)old->norm.count));
+	memcpy(cfg, old, offsetof(struct flax_cfg, data));
+	memcpy(cfg->data, old->data, 2 * (size_t)old->norm.count * sizeof(u32));
 	cfg->norm.mean = cfg->data;
 	cfg->norm.std = cfg->data + cfg->norm.count;
+	cfg->lut = old->lut ? cfg->data + 2 * (size_t)cfg->norm.count : NULL;
 	return cfg;
 }
 
@@ -279,6 +305,22 @@ int flax_cfg_commit(struct flax_model *model, struct flax_cfg *cfg)
 	return 0;
 }
 
+/**
+ * flax_norm_takes_table() - does a model normalise through a uint8 table?
+ * @desc: the model's description.
+ *
+ * uint8 input, at most FLAX_NORM_LUT_PAIRS pairs, and the norm_table
+ * parameter's choice (fixed at load): see struct flax_cfg's @lut.
+ *
+ * Return: true if so.
+ */
+bool flax_norm_takes_table(const struct flax_model_desc *desc)
+{
+	return flax_norm_table && desc->pre_op == FLAX_PRE_NORMALIZE &&
+	       desc->input.dtype == FLAX_DTYPE_UINT8 &&
+	       desc->norm_count <= FLAX_NORM_LUT_PAIRS;
+}
+
 /* The first configuration, from the description. */
 static int flax_model_init_cfg(struct flax_model *model,
 			       const struct flax_model_desc *desc)
@@ -289,7 +331,7 @@ static int flax_model_init_cfg(struct flax_model *model,
 	struct flax_cfg *cfg;
 	int ret;
 
-	cfg = flax_cfg_alloc(count);
+	cfg = flax_cfg_alloc(count, flax_norm_takes_table(desc));
 	if (!cfg)
 		return -ENOMEM;
 	cfg->topk = desc->topk;

@@ -101,7 +101,9 @@ struct flax_slot {
  * @text_size: bytes of the largest text result.
  * @norm: FLAX_PRE_NORMALIZE parameters; @norm.mean and @norm.std point
  *	into @data.
- * @data: @norm.count means, then as many standard deviations.
+ * @lut: NULL, or for uint8 input with at most FLAX_NORM_LUT_PAIRS pairs,
+ *	flax_norm_lut_fill()'s table of @norm, in @data after the pairs.
+ * @data: @norm.count means, then as many standard deviations, then @lut.
  *
  * Published with rcu_assign_pointer() under the model's @cfg_lock and
  * never changed after that: a writer copies, edits and replaces it.
@@ -117,6 +119,7 @@ struct flax_cfg {
 	u32 result_size;
 	u32 text_size;
 	struct flax_norm norm;
+	u32 *lut;
 	u32 data[];
 };
 
@@ -350,6 +353,8 @@ int flax_ioctl_labels_get(struct file *file, void __user *argp,
 			  unsigned int usize);
 int flax_ioctl_vocab_set(struct file *file, void __user *argp,
 			 unsigned int usize);
+
+bool flax_norm_takes_table(const struct flax_model_desc *desc);
 
 struct flax_cfg *flax_cfg_dup(struct flax_model *model);
 int flax_cfg_commit(struct flax_model *model, struct flax_cfg *cfg);

@@ -681,6 +681,23 @@ int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
 	return 0;
 }
 
+/* Documented in flax_ops.h. */
+int flax_norm_lut_fill(u32 *lut, const struct flax_norm *p)
+{
+	struct flax_norm q = *p;
+	u8 *bytes = (u8 *)lut;
+	u32 n, i;
+
+	if (!p->count || p->count > FLAX_NORM_LUT_PAIRS)
+		return -EINVAL;
+	/* Element c * 256 + x is value x of pair c; widened in place. */
+	n = p->count * FLAX_NORM_LUT_VALUES;
+	for (i = 0; i < n; i++)
+		bytes[i] = (u8)i;
+	q.inner = FLAX_NORM_LUT_VALUES;
+	return flax_normalize(lut, bytes, FLAX_DTYPE_UINT8, 0, n, &q);
+}
+
 #ifdef FLAX_USERSPACE
 int flax_norm_set_path(u32 path)
 {

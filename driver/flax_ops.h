@@ -170,6 +170,71 @@ static inline u32 flax_normalize_chunk(u32 dtype, const struct flax_norm *p)
 int flax_normalize(void *dst, const void *src, u32 dtype, u32 first, u32 n,
 		   const struct flax_norm *p);
 
+/*
+ * uint8 input takes 256 values, so for at most FLAX_NORM_LUT_PAIRS pairs
+ * the results fit a table of 256 float32 per pair (16 KiB at most):
+ * flax_norm_lut_fill() computes it once, with flax_normalize() itself, and
+ * flax_norm_lut_apply() then normalises with integer loads and stores, no
+ * FPU section and no rounding of its own, so its output is the same bits.
+ */
+#define FLAX_NORM_LUT_PAIRS 16
+#define FLAX_NORM_LUT_VALUES 256
+
+/* Elements of flax_norm_lut_apply() between scheduling points. */
+#define FLAX_NORM_LUT_CHUNK 65536
+
+/**
+ * flax_norm_lut_fill() - the table of flax_norm_lut_apply().
+ * @lut: room for @p->count * FLAX_NORM_LUT_VALUES u32.
+ * @p: parameters, @p->count at most FLAX_NORM_LUT_PAIRS; @p->inner is
+ *	not used (the table is indexed by pair).
+ *
+ * Entry c * 256 + x is flax_normalize() of uint8 value x with pair c.
+ * Call it inside one FPU section.
+ *
+ * Return: 0, or -EINVAL for what flax_normalize() refuses or too many
+ * pairs.
+ */
+int flax_norm_lut_fill(u32 *lut, const struct flax_norm *p);
+
+/**
+ * flax_norm_lut_apply() - flax_normalize() of uint8 input through a table.
+ * @dst: float32 output, @n elements.
+ * @src: @n uint8 elements; may overlap @dst as flax_normalize()'s may
+ *	(@src <= @dst), the loop runs backwards for the same reason.
+ * @first: index of @src[0] in the whole tensor (selects the pair).
+ * @n: number of elements.
+ * @lut: flax_norm_lut_fill()'s table for @p.
+ * @p: the parameters the table was made from (@count and @inner used).
+ *
+ * Integer code only: call it outside FPU sections, rescheduling every
+ * FLAX_NORM_LUT_CHUNK elements or so.
+ */
+static inline void flax_norm_lut_apply(void *dst, const void *src, u32 first,
+				       u32 n, const u32 *lut,
+				       const struct flax_norm *p)
+{
+	const u8 *s = src;
+	u32 *d = dst;
+	u32 pos, c;
+	u64 e;
+
+	if (!n)
+		return;
+	e = (u64)first + n - 1;
+	pos = (u32)(e % p->inner);
+	c = (u32)(e / p->inner % p->count);
+	while (n--) {
+		d[n] = lut[c * FLAX_NORM_LUT_VALUES + s[n]];
+		if (pos) {
+			pos--;
+			continue;
+		}
+		pos = p->inner - 1;
+		c = c ? c - 1 : p->count - 1;
+	}
+}
+
 /**
  * flax_ops_init() - choose flax_normalize()'s code path for this CPU.
  *

@@ -11,6 +11,11 @@ the host build's ``flax_norm_set_path()``), against numpy's
 bound a single pass can reach).  Every path is checked bit for bit against
 numpy first.  Prints the rates and the ratios.
 
+uint8 input with at most ``FLAX_NORM_LUT_PAIRS`` pairs is what the driver
+normalises through a table (``flax_norm_lut_fill()`` once per configuration,
+then the integer ``flax_norm_lut_apply()`` per request, in pieces of
+``FLAX_NORM_LUT_CHUNK``): timed as the path ``table``, the one the driver takes.
+
 ``--all`` adds the other hot cases (float32 input, channels first, one value,
 per element, clamped) with their ns per element: the figures behind the FPU
 section budget in ``driver/flax_ops.h`` (FLAX_NORM_CHUNK_*).
@@ -85,6 +90,10 @@ class Case:
             self.norm.clamp_lo = int(np.array(clamp[0], np.float32).view(np.uint32))
             self.norm.clamp_hi = int(np.array(clamp[1], np.float32).view(np.uint32))
         self.chunk = int(lib.flax_normalize_chunk(dtype, self.norm))
+        self.lut: Any = None
+        if dtype == UINT8 and mean.size <= int(lib.FLAX_NORM_LUT_PAIRS):
+            self.lut = ffi.new("uint32_t[]", mean.size * int(lib.FLAX_NORM_LUT_VALUES))
+            assert lib.flax_norm_lut_fill(self.lut, self.norm) == 0
         self.out = np.empty((x.shape[0], self.n), np.float32)
         m: Any = mean
         s: Any = std
@@ -112,6 +121,17 @@ class Case:
                     dst + 4 * first, src + esize * first, self.dtype, first, c, self.norm
                 )
 
+    def table(self) -> None:
+        """What the driver does for uint8 with few pairs: the table, in its pieces."""
+        ffi, lib = self.ops.ffi, self.ops.lib
+        chunk = int(lib.FLAX_NORM_LUT_CHUNK)
+        for i in range(self.x.shape[0]):
+            src = ffi.from_buffer(self.x[i])
+            dst = ffi.from_buffer(self.out[i])
+            for first in range(0, self.n, chunk):
+                c = min(chunk, self.n - first)
+                lib.flax_norm_lut_apply(dst + 4 * first, src + first, first, c, self.lut, self.norm)
+
 
 def run_case(case: Case, paths: list[str], repeat: int, verbose: bool) -> dict[str, float]:
     """Seconds per image of each path and of numpy; checks every path bit for bit."""
@@ -119,14 +139,18 @@ def run_case(case: Case, paths: list[str], repeat: int, verbose: bool) -> dict[s
     imgs = case.x.shape[0]
     want = case.numpy_ref().reshape(imgs, case.n)
     times: dict[str, float] = {}
-    for path in paths:
-        assert lib.flax_norm_set_path(PATHS[path]) == 0
+    runs = [(path, case.native) for path in paths]
+    if case.lut is not None:
+        runs.append(("table", case.table))
+    for path, fn in runs:
+        if path in PATHS:
+            assert lib.flax_norm_set_path(PATHS[path]) == 0
         case.out.fill(np.nan)
-        case.native()
+        fn()
         got = case.out.view(np.uint32)
         same = (got == want.view(np.uint32)) | (np.isnan(case.out) & np.isnan(want))
         assert same.all(), f"{case.name} {path}: not bit-identical to numpy"
-        times[path] = best(case.native, repeat) / imgs
+        times[path] = best(fn, repeat) / imgs
     assert lib.flax_norm_set_path(0) == 0
     times["numpy"] = best(case.numpy_ref, repeat) / imgs
     if verbose:
@@ -155,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     std = np.array([0.229, 0.224, 0.225], np.float32)
     main_case = Case(ops, "uint8 224x224x3 per channel", imgs, UINT8, scale, mean, std)
     t = run_case(main_case, paths, args.repeat, verbose=False)
+    vector = auto
+    auto = "table"  # what the driver takes for this case
 
     out = np.empty((args.images, main_case.n), np.float32)
     src = np.ones_like(out)
@@ -166,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         f"best of {args.repeat}, {main_case.chunk} elements per call (FPU section):"
     )
     for name, sec in t.items():
-        label = f"flax_normalize {name}" + (" (auto)" if name == auto else "")
+        label = "uint8 table" if name == "table" else f"flax_normalize {name}"
+        label += " (driver)" if name == auto else " (vector)" if name == vector else ""
         print(
             f"  {label:28s} {mb / sec:8.1f} MB/s in  {1e6 * sec:8.1f} us/img  "
             f"{t['numpy'] / sec:6.2f}x numpy  {sec / t_copy:5.2f}x memcpy"
@@ -174,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     label = "memcpy of the output"
     print(f"  {label:28s} {4 * mb / t_copy:8.1f} MB/s    {1e6 * t_copy:8.1f} us/img")
     print(f"  ratio native ({auto})/numpy: {t['numpy'] / t[auto]:.2f}x; "
-          f"native/memcpy time: {t[auto] / t_copy:.2f}x")  # fmt: skip
+          f"native/memcpy time: {t[auto] / t_copy:.2f}x; {vector}/numpy:"
+          f" {t['numpy'] / t[vector]:.2f}x")  # fmt: skip
 
     if args.all:
         print("other cases (ns per element, per path and numpy):")

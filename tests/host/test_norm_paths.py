@@ -12,6 +12,10 @@ bounds included; called in one piece, in chunks with the element offset
 ``first``, and widening in place from the end of the buffer as the driver does.
 Sizes reach a few thousand elements so that every vector loop, its tail and
 the switch between runs are exercised.
+
+uint8 input with at most ``FLAX_NORM_LUT_PAIRS`` pairs goes through a table in
+the driver (``flax_norm_lut_fill()`` on the forced path, then the integer
+``flax_norm_lut_apply()``): the same cases, restricted so, must give the same bits.
 """
 
 from __future__ import annotations
@@ -114,10 +118,14 @@ values = st.one_of(
 
 
 @st.composite
-def case(draw: st.DrawFn) -> dict[str, Any]:
-    """A tensor in some layout, its parameters and numpy's answer."""
+def case(draw: st.DrawFn, max_pairs: int = 0) -> dict[str, Any]:
+    """A tensor in some layout, its parameters and numpy's answer (uint8 with at
+    most ``max_pairs`` pairs if given: the driver's table cases)."""
     dtype = draw(st.sampled_from([UINT8, FLOAT32, UINT8, FLOAT32, INT16, FLOAT16]))
-    layout = draw(st.sampled_from(["one", "last", "last_many", "first", "first_short", "feature"]))
+    layouts = ["one", "last", "last_many", "first", "first_short", "feature"]
+    if max_pairs:
+        dtype, layouts = UINT8, ["one", "last", "first", "first_short", "feature"]
+    layout = draw(st.sampled_from(layouts))
     if layout in ("first", "first_short"):
         c = draw(st.integers(1, 4))
         hw = draw(st.integers(64, 700) if layout == "first" else st.integers(1, 63))
@@ -127,11 +135,14 @@ def case(draw: st.DrawFn) -> dict[str, Any]:
     else:
         channels = {
             "one": draw(st.integers(1, 9)),
-            "last": draw(st.integers(1, 64)),
+            "last": draw(st.integers(1, min(64, max_pairs or 64))),
             "last_many": draw(st.integers(65, 200)),
-            "feature": draw(st.integers(1, 50)),
+            "feature": draw(st.integers(1, min(50, max_pairs or 50))),
         }[layout]
-        rows = draw(st.integers(1, max(1, 3000 // channels)))
+        most_rows = 3000 // channels
+        if max_pairs and layout == "feature":
+            most_rows = max_pairs // channels
+        rows = draw(st.integers(1, max(1, most_rows)))
         shape = (rows, channels)
         count = {"one": 1, "feature": rows * channels}.get(layout, channels)
         inner = 1
@@ -190,6 +201,44 @@ def test_paths_against_numpy(ops: Any, path: str, c: dict[str, Any], cuts: list[
         sub = buf[esize * s : esize * e]
         assert run(ops, buf[4 * s : 4 * e], sub, dtype, s, e - s, norm) == 0
     assert_same(buf.view(np.float32), want.ravel(), f"{path} {c['layout']} in place")
+
+
+@HYP
+@given(data=st.data(), cuts=st.lists(st.integers(1, 3000), min_size=1, max_size=4))
+def test_uint8_table_against_numpy(ops: Any, path: str, data: st.DataObject,
+                                   cuts: list[int]) -> None:  # fmt: skip
+    """The driver's uint8 table, filled on the forced path, applied in integer code."""
+    c = data.draw(case(max_pairs=int(ops.lib.FLAX_NORM_LUT_PAIRS)))
+    x, want = c["x"], c["want"]
+    n = x.size
+    norm = Norm(ops, c["scale"], c["mean"], c["std"], c["inner"], c["clamp"])
+    lut = np.full(c["mean"].size * int(ops.lib.FLAX_NORM_LUT_VALUES), 0xFFFFFFFF, np.uint32)
+    assert ops.lib.flax_norm_lut_fill(ops.ffi.from_buffer("uint32_t[]", lut), norm.c) == 0
+    table = ops.ffi.from_buffer("uint32_t[]", lut)
+    src = np.ascontiguousarray(x).ravel().copy()
+
+    out = np.full(n, np.nan, np.float32)
+    ops.lib.flax_norm_lut_apply(ops.ffi.from_buffer(out), ops.ffi.from_buffer(src), 0, n,
+                                table, norm.c)  # fmt: skip
+    assert_same(out, want.ravel(), f"table {path} {c['layout']} one call")
+
+    # widening in place, piece by piece from the end, as flax_preprocess() does
+    bounds = sorted({0, n, *[k % (n + 1) for k in np.cumsum(cuts)]})
+    buf = np.zeros(4 * n, np.uint8)
+    buf[:n] = src
+    for s, e in reversed(list(itertools.pairwise(bounds))):
+        ops.lib.flax_norm_lut_apply(ops.ffi.from_buffer(buf[4 * s : 4 * e]),
+                                    ops.ffi.from_buffer(buf[s:e]), s, e - s, table,
+                                    norm.c)  # fmt: skip
+    assert_same(buf.view(np.float32), want.ravel(), f"table {path} {c['layout']} in place")
+
+
+def test_uint8_table_refuses_too_many_pairs(ops: Any) -> None:
+    pairs = int(ops.lib.FLAX_NORM_LUT_PAIRS) + 1
+    norm = Norm(ops, 1.0, np.zeros(pairs, np.float32), np.ones(pairs, np.float32), 1, None)
+    lut = np.zeros(pairs * 256, np.uint32)
+    assert ops.lib.flax_norm_lut_fill(ops.ffi.from_buffer("uint32_t[]", lut), norm.c) == -EINVAL
+    assert not lut.any()
 
 
 @pytest.mark.parametrize("clamp", [None, (-2.0, 2.0)])
