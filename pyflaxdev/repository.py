@@ -31,9 +31,14 @@
 
     [serving]                 # optional
     batch_sizes = [1, 8, 32]
+    buckets = [32, 128]       # text models: lengths a batch is cut to (pyflaxdev.buckets)
     timeout_ms = 5000
     version = 2               # default: the highest numbered directory
     workers = 2               # worker threads attached to the model (default 1, at most 4)
+
+    [tokenize]                # a text model instead of [normalize]: the kernel tokenises
+    vocab = "vocab.txt"       # WordPiece vocabulary (BERT uncased), beside the config
+    text_max = 4096           # most bytes of UTF-8 a request carries (default 4096)
 
     [node]                    # optional: /dev/flax/<name> when flaxdev serve --create makes it
     owner = "alice"           # a user name or uid (default: whoever creates it)
@@ -42,6 +47,10 @@
 
     [about]                   # optional, free-form: how it was trained, accuracy, source...
     heldout_accuracy = 0.967  # (ModelSpec.metadata["about"]; nothing reads it when serving)
+
+A text model's input is ``shape = [2, L]``, ``dtype = "int32"``: the ids and the
+attention mask the kernel's tokeniser writes, ``[CLS] ... [SEP]`` padded to ``L``
+(docs/tokenizer.md); :mod:`pyflaxdev.wordpiece` computes the same in process.
 
 A top-level ``heldout = "heldout.npz"`` names held-out inputs (array ``x``,
 ``[n, *input.shape]``) and their class labels (``y``), which
@@ -62,6 +71,7 @@ as it serves a shipped model.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -105,12 +115,13 @@ PARAMS = "params.msgpack"  # what save_version writes unless told otherwise
 _NO_VERSION = "no version (a numbered directory with " + " or ".join(checkpoint.FORMATS.values())
 
 _TOP_KEYS = {"name", "module", "post", "topk", "threshold", "labels", "input", "output"}
-_TOP_KEYS |= {"normalize", "serving", "node", "heldout", "about"}
+_TOP_KEYS |= {"normalize", "tokenize", "serving", "node", "heldout", "about"}
 _TABLE_KEYS: dict[str, set[str]] = {
     "input": {"shape", "dtype"},
     "output": {"shape"},
     "normalize": {"scale", "mean", "std", "channel_first", "clamp"},
-    "serving": {"batch_sizes", "timeout_ms", "version", "workers"},
+    "tokenize": {"vocab", "text_max"},
+    "serving": {"batch_sizes", "buckets", "timeout_ms", "version", "workers"},
     "node": {"owner", "group", "mode"},
 }
 
@@ -190,6 +201,30 @@ def _read_config(entry: Path, file: Path | None = None) -> dict[str, Any]:
         if key not in config:
             raise InvalidArgument(f"{entry / CONFIG}: {key!r} is missing")
     return config
+
+
+def _text(entry: Path, config: Mapping[str, Any], input_spec: TensorSpec) -> tuple[Path, int]:
+    """``[tokenize]``: the vocabulary file and ``text_max``, checked against ``[input]``."""
+    table = config["tokenize"]
+    if "normalize" in config:
+        raise InvalidArgument(f"{entry / CONFIG}: [tokenize] and [normalize] exclude each other")
+    shape = input_spec.shape
+    if input_spec.dtype != np.int32 or len(shape) != 2 or shape[0] != 2 or shape[1] < 2:
+        raise InvalidArgument(
+            f"{_where(entry, 'input')}: a text model takes shape = [2, L] (ids and mask,"
+            f' L >= 2) and dtype = "int32", not {list(shape)} {input_spec.dtype}'
+        )
+    if "vocab" not in table:
+        raise InvalidArgument(f"{_where(entry, 'tokenize.vocab')} is missing (a vocab.txt)")
+    vocab = entry / str(table["vocab"])
+    if not vocab.is_file():
+        raise InvalidArgument(f"{_where(entry, 'tokenize.vocab')}: no file {vocab}")
+    text_max = table.get("text_max", lib.FLAX_TEXT_MAX_DEFAULT)
+    if not isinstance(text_max, int) or isinstance(text_max, bool) or text_max < 1:
+        raise InvalidArgument(
+            f"{_where(entry, 'tokenize.text_max')} must be a positive integer, not {text_max!r}"
+        )
+    return vocab, text_max
 
 
 def _node(entry: Path, node: Mapping[str, Any]) -> dict[str, int]:
@@ -323,6 +358,7 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         norm = Normalization.of((float(n.get("scale", 1.0)), n["mean"], n["std"]))
         clamp = tuple(n["clamp"]) if "clamp" in n else None
         norm = replace(norm, channel_first=bool(n.get("channel_first", False)), clamp=clamp)
+    text = _text(entry, config, input_spec) if "tokenize" in config else None
     labels: tuple[str, ...] = ()
     if "labels" in config:
         try:
@@ -355,6 +391,25 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
         return heldout[0]
 
     sizes = serving.get("batch_sizes")
+    buckets = serving.get("buckets")
+    text_fields: dict[str, Any] = {}
+    if text is not None:
+        vocab, text_max = text
+        if buckets is not None:
+            from pyflaxdev.buckets import Buckets
+
+            try:
+                Buckets.plan(_ints(entry, buckets, "serving.buckets"), input_spec.shape[1])
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{_where(entry, 'serving.buckets')}: {exc}") from None
+        text_fields = {
+            "tokenize": True,
+            "text_max": text_max,
+            "load_vocab": vocab.read_bytes,
+            "tokenizer": functools.partial(_wordpiece, vocab, input_spec.shape[1]),
+        }
+    elif buckets is not None:
+        raise InvalidArgument(f"{_where(entry, 'serving.buckets')}: only a text model has buckets")
     return ModelSpec(
         name=name,
         input=input_spec,
@@ -375,8 +430,16 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
             "workers": workers,
         },
         batch_sizes=_ints(entry, sizes, "serving.batch_sizes") if sizes is not None else None,
+        buckets=_ints(entry, buckets, "serving.buckets") if buckets is not None else None,
         timeout_ms=int(serving.get("timeout_ms", 0)),
+        **text_fields,
     )
+
+
+def _wordpiece(vocab: Path, max_len: int, texts: Any) -> Any:
+    from pyflaxdev import wordpiece
+
+    return wordpiece.tokenize(vocab, texts, max_len)
 
 
 def _read_heldout(entry: Path, file: str, input_spec: TensorSpec) -> tuple[Any, Any]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pyflaxdev import wordpiece
 from pyflaxdev.errors import InvalidArgument
 from pyflaxdev.models.bert import BertConfig, make_encoder, params_from_state_dict
 from pyflaxdev.models.spec import ModelSpec
@@ -108,25 +109,10 @@ def load_params() -> Any:
     return params_from_state_dict(load_file(str(model_dir() / "model.safetensors")), CONFIG)
 
 
-@functools.cache
-def _hf_tokenizer(max_len: int) -> Any:
-    from tokenizers import BertWordPieceTokenizer
-
-    tok = BertWordPieceTokenizer(str(model_dir() / "vocab.txt"), lowercase=True)
-    tok.enable_truncation(max_len)
-    tok.enable_padding(length=max_len)
-    return tok
-
-
 def tokenize(texts: Sequence[str], max_len: int = MAX_LEN) -> npt.NDArray[np.int32]:
     """int32 ``[n, 2, max_len]`` (ids, mask) as the kernel writes them, by Hugging Face
-    ``tokenizers`` (``BertWordPieceTokenizer``, lowercase, truncation and padding)."""
-    encs = _hf_tokenizer(max_len).encode_batch(list(texts))
-    out = np.zeros((len(encs), 2, max_len), dtype=np.int32)
-    for i, enc in enumerate(encs):
-        out[i, 0] = enc.ids
-        out[i, 1] = enc.attention_mask
-    return out
+    ``tokenizers`` (:func:`pyflaxdev.wordpiece.tokenize` on the model's ``vocab.txt``)."""
+    return wordpiece.tokenize(model_dir() / "vocab.txt", texts, max_len)
 
 
 def mean_pool(hidden: npt.ArrayLike, mask: npt.ArrayLike) -> npt.NDArray[np.float32]:

@@ -140,6 +140,81 @@ def test_bad_configs_say_what_is_wrong(tmp_path: Path, change: str, message: str
         repository.load(d)
 
 
+TEXT_CONFIG = (Path(__file__).resolve().parents[1] / "data" / "repo_text.toml").read_text()
+
+
+def _text_entry(root: Path, config: str = TEXT_CONFIG) -> tuple[Path, object]:
+    d = root / "text"
+    d.mkdir()
+    (d / "model.py").write_text(MODEL_PY)
+    (d / "config.toml").write_text(config)
+    mod = _model_py(d, "_text_model")
+    (d / "vocab.txt").write_text("\n".join(mod.VOCAB) + "\n")  # type: ignore[attr-defined]
+    return d, mod
+
+
+def test_text_entry_tokenizes_as_the_kernel(tmp_path: Path) -> None:
+    """[tokenize]: the spec uploads vocab.txt, tokenises as the kernel does and applies
+    the module to the ids and mask."""
+    d, mod = _text_entry(tmp_path)
+    text_bag = mod.TextBag()  # type: ignore[attr-defined]
+    variables = text_bag.init(jax.random.PRNGKey(3), jnp.zeros((1, 2, 12), jnp.int32))
+    repository.save_version(d, 1, variables)
+    spec = repository.load(d)
+    assert (spec.tokenize, spec.text_max, spec.buckets) == (True, 256, (6, 12))
+    assert spec.load_vocab is not None and spec.load_vocab() == (d / "vocab.txt").read_bytes()
+    texts = ["The cats sat on a red mat!", "dog ran", "zebra"]
+    x = spec.preprocess(texts)
+    # By hand: [CLS]=2 the=5 cat=6 ##s=13 sat=8 on=10 a=11 red=14 mat=12 !=17 [SEP]=3,
+    # an unknown word is [UNK]=1, [PAD]=0 to the length; the mask marks the real tokens.
+    want_ids = [
+        [2, 5, 6, 13, 8, 10, 11, 14, 12, 17, 3, 0],
+        [2, 7, 9, 3] + [0] * 8,
+        [2, 1, 3] + [0] * 9,
+    ]
+    assert x[:, 0].tolist() == want_ids
+    assert x[:, 1].tolist() == [[int(i != 0) for i in row] for row in want_ids]
+    want = np.asarray(text_bag.apply(variables, jnp.asarray(x)))
+    np.testing.assert_allclose(spec.reference(texts), want, rtol=1e-6, atol=1e-6)
+    repository.check_module(spec)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("vocab.txt", "words.txt"), "tokenize.vocab: no file .*words.txt"),
+        (("text_max = 256", "text_max = 0"), "tokenize.text_max must be a positive integer"),
+        (('dtype = "int32"', 'dtype = "float32"'), "a text model takes shape = \\[2, L\\]"),
+        (("shape = [2, 12]", "shape = [12]"), "a text model takes shape = \\[2, L\\]"),
+        (("buckets = [6, 12]", "buckets = [0, 6]"), "buckets: bucket lengths must be pos"),
+        (('vocab = "vocab.txt"\n', ""), "tokenize.vocab is missing"),
+        (("[serving]", "[normalize]\nmean = [0.0]\nstd = [1.0]\n[serving]"), "exclude each other"),
+    ],
+)
+def test_bad_text_configs_say_what_is_wrong(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    d, _ = _text_entry(tmp_path, TEXT_CONFIG.replace(*change))
+    (d / "1").mkdir()
+    (d / "1" / "params.msgpack").write_bytes(b"\x80")
+    with pytest.raises(InvalidArgument, match=message):
+        repository.load(d)
+
+
+def test_buckets_need_a_text_model(tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model.py").write_text(MODEL_PY)
+    (d / "config.toml").write_text(
+        'module = "model.py:linen"\n[input]\nshape = [4]\n[output]\nshape = [3]\n'
+        "[serving]\nbuckets = [2]\n"
+    )
+    (d / "1").mkdir()
+    (d / "1" / "params.msgpack").write_bytes(b"\x80")
+    with pytest.raises(InvalidArgument, match="only a text model has buckets"):
+        repository.load(d)
+
+
 def test_missing_version_and_config(tmp_path: Path) -> None:
     d = tmp_path / "m"
     d.mkdir()

@@ -1,10 +1,11 @@
-"""Models users bring: a repository with a Linen and an NNX model, served from the CLI.
+"""Models users bring: a repository with a Linen, an NNX and a text model, served from the CLI.
 
 ``flaxdev serve DIR/NAME --create`` reads the entry's ``config.toml``, creates the
 device model with its labels, post chain and node permissions, and serves the
 latest version; clients on the model's node get what in-process ``apply`` on the
 same parameters gives (the Linen module's ``apply``, the NNX module called
-directly), postprocessed by numpy.
+directly, the text model's ``apply`` on Hugging Face ``tokenizers``' ids and
+mask), postprocessed by numpy.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ shape = [5]
 batch_sizes = [1, 4]
 """
 
+# The text entry: named repo-text on the device.
+TEXT_CONFIG = (
+    'name = "repo-text"\n'
+    + (Path(__file__).resolve().parents[1] / "data" / "repo_text.toml").read_text()
+)
+TEXTS = ["The cats sat on a red mat!", "dog ran", "zebra", "a dog, a cat.", "mats " * 20, ""]
+
 
 def _module(d: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"_vm_{d.name}".replace("-", "_"), d / "model.py")
@@ -76,7 +84,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from flax import nnx
 
     root = tmp_path_factory.mktemp("repo")
-    for name, config in (("repo-linen", LINEN_CONFIG), ("nnx-dir", NNX_CONFIG)):
+    configs = (("repo-linen", LINEN_CONFIG), ("nnx-dir", NNX_CONFIG), ("text", TEXT_CONFIG))
+    for name, config in configs:
         d = root / name
         d.mkdir()
         (d / "model.py").write_text(MODEL_PY)
@@ -88,7 +97,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for v, fmt in ((1, "msgpack"), (2, "safetensors")):
         repository.save_version(root / "repo-linen", v, _linen_variables(mod, v), fmt=fmt)
     repository.save_version(root / "nnx-dir", 1, mod.Nnx(nnx.Rngs(42)), fmt="orbax")
+    (root / "text" / "vocab.txt").write_text("\n".join(mod.VOCAB) + "\n")
+    repository.save_version(root / "text", 1, _text_variables(mod))
     return root
+
+
+def _text_variables(mod: Any) -> Any:
+    return mod.TextBag().init(jax.random.PRNGKey(9), jnp.zeros((1, 2, 12), jnp.int32))
 
 
 def _linen_variables(mod: Any, version: int) -> Any:
@@ -146,22 +161,45 @@ def _check_nnx(entry: Path) -> None:
             np.testing.assert_allclose(model.infer(xi), wi, rtol=1e-6, atol=1e-6)
 
 
+def _check_text(entry: Path) -> None:
+    """repo-text: the kernel tokenises (the vocabulary uploaded from the entry), the
+    worker applies; answers against apply on ``tokenizers``' ids and mask."""
+    from tokenizers import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer(str(entry / "vocab.txt"), lowercase=True)
+    tok.enable_truncation(12)
+    tok.enable_padding(length=12)
+    encs = tok.encode_batch(TEXTS)
+    x = np.array([[e.ids, e.attention_mask] for e in encs], np.int32)
+    mod = _module(entry)
+    logits = np.asarray(mod.TextBag().apply(_text_variables(mod), jnp.asarray(x)))
+    with pyflaxdev.open_model("repo-text") as model:
+        for text, li in zip(TEXTS, logits, strict=True):
+            got = model.infer(text)
+            probs = np.asarray(jax.nn.softmax(li))
+            order = np.argsort(-probs, kind="stable")[:2]
+            assert got.indices.tolist() == order.tolist(), text
+            np.testing.assert_allclose(got.scores, probs[order], rtol=1e-6, atol=1e-6)
+
+
 def test_linen_and_nnx_models_from_a_repository(repo: Path, cleanup: list[str]) -> None:
     """flaxdev serve --repo DIR --create: one worker process per entry, each model as its
     config says; SIGTERM stops them all and every worker detaches."""
-    cleanup.extend(["repo-linen", "repo-nnx"])
+    cleanup.extend(["repo-linen", "repo-nnx", "repo-text"])
     worker = WorkerProcess("--repo", str(repo), "--create", name="repo-linen")
     try:
         worker.wait_ready()
         worker.wait_ready(model="repo-nnx")
+        worker.wait_ready(model="repo-text")
         # repo-linen's config asks for two workers: both attached before ready.
         workers = {n: int((sysfs.model_dir(n) / "workers").read_text()) for n in cleanup}
-        assert workers == {"repo-linen": 2, "repo-nnx": 1}
+        assert workers == {"repo-linen": 2, "repo-nnx": 1, "repo-text": 1}
         _check_linen(repo / "repo-linen")
         _check_nnx(repo / "nnx-dir")
+        _check_text(repo / "text")
     finally:
         assert worker.stop() == 0, worker.log.read_text()
-    for name in ("repo-linen", "repo-nnx"):
+    for name in ("repo-linen", "repo-nnx", "repo-text"):
         assert int((sysfs.model_dir(name) / "workers").read_text()) == 0
 
 
