@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pyflaxdev import repository, runstate
-from pyflaxdev.errors import InvalidArgument
+from pyflaxdev.errors import InvalidArgument, ModelNotFound
 from pyflaxdev.models.spec import ModelSpec
 from pyflaxdev.rollout import Rollout
 from pyflaxdev.spec import ModelInfo, TensorSpec
@@ -114,8 +114,14 @@ def _run(rollout: Rollout, spec: ModelSpec) -> threading.Thread:
 
 
 def _wait(cond: Any, what: str) -> None:
+    """Until ``cond()`` holds; a run state not yet written counts as not yet."""
     deadline = time.monotonic() + 10
-    while not cond():
+    while True:
+        try:
+            if cond():
+                return
+        except ModelNotFound:  # the workers attach before the state is written
+            pass
         assert time.monotonic() < deadline, what
         time.sleep(0.01)
 
