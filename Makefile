@@ -43,8 +43,9 @@ ctools:
 	$(MAKE) -C tests/vm/c
 
 # With several series (KSERIES="6.1 6.12"), the module is rebuilt and the VM
-# suite run once per series (the long tests, MiniLM and the stress run, on the
-# first only).  On the first series, kbuild/kmsg-demo.sh (~40 s) first shows
+# suite run once per series (the long tests, MiniLM and the stress run, and the
+# serving layer's, repositories, metrics and a service across a module reload,
+# on the first only).  On the first series, kbuild/kmsg-demo.sh (~40 s) first shows
 # that vm-run's kernel-log check catches a WARNING planted early in a long
 # run, one a check of the final dmesg misses: make test fails if it does not.
 # Every boot has a time limit (vm-run --timeout; VM_TIMEOUT below), so that a
@@ -57,7 +58,7 @@ test: setup
 		$(MAKE) module KSERIES=$$series; \
 		if [ $$long = 1 ]; then bash kbuild/kmsg-demo.sh \
 			--kver $$(kbuild/kver.sh $$series) --out out/vm-kmsg-demo --timeout 300; fi; \
-		$(MAKE) test-vm KSERIES=$$series FLAX_VM_LONG=$$long; \
+		$(MAKE) test-vm KSERIES=$$series FLAX_VM_LONG=$$long FLAX_VM_SERVING=$$long; \
 		long=0; \
 	done
 
@@ -79,6 +80,8 @@ test-exhaustive:
 # compiling), the stress run (about 5) and the bench sweep (about 2): make
 # test runs them on the first series only.
 FLAX_VM_LONG ?= 1
+# FLAX_VM_SERVING=0 leaves out the serving layer's tests (tests/vm/run.sh).
+FLAX_VM_SERVING ?= 1
 # The longest one suite's boot may take (vm-run --timeout): the long suite
 # takes ~16 min here, the short one ~6.
 VM_TIMEOUT ?= $(if $(filter 1,$(FLAX_VM_LONG)),2700,1200)
@@ -88,7 +91,7 @@ test-vm:
 	if [ "$(FLAX_VM_LONG)" = 1 ]; then \
 		$(PY) tests/vm/minilm_reference.py out/vm-test-$(kver)/minilm-reference.npz; fi
 	kbuild/vm-run --kver $(kver) --out out/vm-test-$(kver) --timeout $(VM_TIMEOUT) -- \
-		env FLAX_VM_LONG=$(FLAX_VM_LONG) bash tests/vm/run.sh
+		env FLAX_VM_LONG=$(FLAX_VM_LONG) FLAX_VM_SERVING=$(FLAX_VM_SERVING) bash tests/vm/run.sh
 
 # The VM suite on a kernel built with KASAN, lockdep, DEBUG_ATOMIC_SLEEP,
 # kmemleak and UBSAN (kbuild/build-debug-kernel.sh, kbuild/debug.config).
