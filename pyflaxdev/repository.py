@@ -31,7 +31,7 @@
 
     [serving]                 # optional
     batch_sizes = [1, 8, 32]
-    buckets = [32, 128]       # text models: lengths a batch is cut to (pyflaxdev.buckets)
+    buckets = [32, 128]       # text models with [L, D] outputs: lengths a batch is cut to
     timeout_ms = 5000
     version = 2               # default: the highest numbered directory
     workers = 2               # worker threads attached to the model (default 1, at most 4)
@@ -402,6 +402,12 @@ def load(entry: str | Path, *, version: int | None = None) -> ModelSpec:
                 Buckets.plan(_ints(entry, buckets, "serving.buckets"), input_spec.shape[1])
             except InvalidArgument as exc:
                 raise InvalidArgument(f"{_where(entry, 'serving.buckets')}: {exc}") from None
+            if output_spec.shape[:1] != input_spec.shape[1:]:
+                raise InvalidArgument(
+                    f"{_where(entry, 'serving.buckets')}: buckets cut the sequence, so the"
+                    f" output must be one row per token, [{input_spec.shape[1]}, D],"
+                    f" not {list(output_spec.shape)}"
+                )
         text_fields = {
             "tokenize": True,
             "text_max": text_max,

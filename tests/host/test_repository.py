@@ -161,7 +161,7 @@ def test_text_entry_tokenizes_as_the_kernel(tmp_path: Path) -> None:
     variables = text_bag.init(jax.random.PRNGKey(3), jnp.zeros((1, 2, 12), jnp.int32))
     repository.save_version(d, 1, variables)
     spec = repository.load(d)
-    assert (spec.tokenize, spec.text_max, spec.buckets) == (True, 256, (6, 12))
+    assert (spec.tokenize, spec.text_max, spec.batch_sizes) == (True, 256, (1, 4))
     assert spec.load_vocab is not None and spec.load_vocab() == (d / "vocab.txt").read_bytes()
     texts = ["The cats sat on a red mat!", "dog ran", "zebra"]
     x = spec.preprocess(texts)
@@ -186,7 +186,8 @@ def test_text_entry_tokenizes_as_the_kernel(tmp_path: Path) -> None:
         (("text_max = 256", "text_max = 0"), "tokenize.text_max must be a positive integer"),
         (('dtype = "int32"', 'dtype = "float32"'), "a text model takes shape = \\[2, L\\]"),
         (("shape = [2, 12]", "shape = [12]"), "a text model takes shape = \\[2, L\\]"),
-        (("buckets = [6, 12]", "buckets = [0, 6]"), "buckets: bucket lengths must be pos"),
+        (("[serving]", "[serving]\nbuckets = [0, 6]"), "buckets: bucket lengths must be pos"),
+        (("[serving]", "[serving]\nbuckets = [6]"), "buckets cut the sequence.*\\[12, D\\]"),
         (('vocab = "vocab.txt"\n', ""), "tokenize.vocab is missing"),
         (("[serving]", "[normalize]\nmean = [0.0]\nstd = [1.0]\n[serving]"), "exclude each other"),
     ],
@@ -199,6 +200,14 @@ def test_bad_text_configs_say_what_is_wrong(
     (d / "1" / "params.msgpack").write_bytes(b"\x80")
     with pytest.raises(InvalidArgument, match=message):
         repository.load(d)
+
+
+def test_text_buckets_with_a_row_per_token(tmp_path: Path) -> None:
+    config = TEXT_CONFIG.replace("shape = [3]", "shape = [12, 8]")
+    d, _ = _text_entry(tmp_path, config.replace("[serving]", "[serving]\nbuckets = [6]"))
+    (d / "1").mkdir()
+    (d / "1" / "params.msgpack").write_bytes(b"\x80")
+    assert repository.load(d).buckets == (6,)
 
 
 def test_buckets_need_a_text_model(tmp_path: Path) -> None:
