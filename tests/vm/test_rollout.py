@@ -92,6 +92,18 @@ def _flaxdev(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _state(model: str) -> runstate.RunState:
+    """The run state, once written: the workers attach (what wait_ready sees) before it is."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return runstate.read(model)
+        except pyflaxdev.ModelNotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_version_two_under_load(
     tmp_path: Path, cleanup: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,7 +118,7 @@ def test_version_two_under_load(
     worker = WorkerProcess(str(entry), "--create", "--watch-s", "0", name="roll")
     try:
         worker.wait_ready()
-        assert runstate.read("roll").version == 1
+        assert _state("roll").version == 1
         answers: list[tuple[int, float, np.ndarray[Any, Any]]] = []
         failures: list[BaseException] = []
         lock = threading.Lock()
